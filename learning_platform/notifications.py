@@ -1,0 +1,32 @@
+"""Writing notifications inside the caller's transaction (the API streams them over SSE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from learning_platform.models import Notification
+
+
+async def record_notification(
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    kind: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+) -> int | None:
+    """Insert a notification unless one with `dedupe_key` exists; return its id if inserted.
+
+    Call it in the same transaction as the change it announces. The table's trigger sends a
+    NOTIFY at commit, which the API turns into an SSE event.
+    """
+    statement = (
+        insert(Notification)
+        .values(user_id=user_id, kind=kind, payload=payload, dedupe_key=dedupe_key)
+        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+        .returning(Notification.id)
+    )
+    return (await conn.execute(statement)).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Schedules as code: the declared set (`declarations.py`), synced to Temporal (`sync.py`)."""

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from contracts.browsing_sessions import CleanupStaleSessionsInput, CleanupStaleSessionsResult
+from learning_platform.settings import Settings
+from tests.factories import add_session, add_user, session_statuses
+from workflows.browsing_sessions import CleanupStaleSessions
+
+SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+async def run_cleanup(
+    client: Client, worker: Worker, scheduled_time: datetime = SCHEDULED
+) -> CleanupStaleSessionsResult:
+    return await client.execute_workflow(
+        CleanupStaleSessions.run,
+        CleanupStaleSessionsInput(scheduled_time=scheduled_time),
+        id=f"cleanup-{uuid.uuid4()}",
+        task_queue=worker.task_queue,
+    )
+
+
+async def test_fails_only_active_sessions_older_than_24h_before_the_scheduled_time(
+    engine: AsyncEngine, client: Client, worker: Worker
+) -> None:
+    user = await add_user(engine)
+    day = timedelta(hours=24)
+    tick = timedelta(microseconds=1)
+    stale_recording = await add_session(engine, user, "recording", SCHEDULED - day - tick)
+    stale_paused = await add_session(engine, user, "paused", SCHEDULED - day - timedelta(days=30))
+    exactly_24h = await add_session(engine, user, "recording", SCHEDULED - day)
+    fresh = await add_session(engine, user, "paused", SCHEDULED - day + tick)
+    # Updated after the scheduled time (a caught-up run): never stale for this run.
+    after_schedule = await add_session(engine, user, "recording", SCHEDULED + timedelta(hours=1))
+    others = {
+        status: await add_session(engine, user, status, SCHEDULED - timedelta(days=90))
+        for status in ("processing", "completed", "failed")
+    }
+
+    result = await run_cleanup(client, worker)
+
+    assert result.failed_sessions == 2
+    assert result.cutoff == SCHEDULED - day
+    statuses = await session_statuses(engine)
+    assert statuses[stale_recording] == "failed"
+    assert statuses[stale_paused] == "failed"
+    assert statuses[exactly_24h] == "recording"
+    assert statuses[fresh] == "paused"
+    assert statuses[after_schedule] == "recording"
+    assert {statuses[i] for i in others.values()} == {"processing", "completed", "failed"}
+    async with engine.connect() as conn:
+        reason = await conn.scalar(
+            text("SELECT failure_reason FROM sessions WHERE id = :id"), {"id": stale_recording}
+        )
+    assert reason is not None and "24 hours" in reason
+
+
+async def test_scheduled_time_not_wall_clock_decides(
+    engine: AsyncEngine, client: Client, worker: Worker
+) -> None:
+    user = await add_user(engine)
+    # Two days old by the wall clock, but only 12 h old at a scheduled time 36 h ago.
+    session = await add_session(engine, user, "recording", datetime.now(UTC) - timedelta(days=2))
+
+    late_run = await run_cleanup(client, worker, datetime.now(UTC) - timedelta(hours=36))
+    assert late_run.failed_sessions == 0
+    assert (await session_statuses(engine))[session] == "recording"
+
+    on_time = await run_cleanup(client, worker, datetime.now(UTC))
+    assert on_time.failed_sessions == 1
+
+
+async def test_second_run_changes_nothing_and_batches_cover_everything(
+    engine: AsyncEngine, client: Client, worker: Worker, settings: Settings
+) -> None:
+    user = await add_user(engine)
+    count = settings.cleanup_batch_size * 2 + 7
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO sessions (user_id, status, updated_at) "
+                "SELECT :u, 'recording', :t FROM generate_series(1, :n)"
+            ),
+            {"u": user, "t": SCHEDULED - timedelta(days=3), "n": count},
+        )
+
+    first = await run_cleanup(client, worker)
+    second = await run_cleanup(client, worker)
+
+    assert first.failed_sessions == count
+    assert second.failed_sessions == 0
+    assert set((await session_statuses(engine)).values()) == {"failed"}

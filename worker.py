@@ -1,0 +1,96 @@
+"""Entry point: one Temporal worker running every workflow and activity, plus /metrics.
+
+    python worker.py            # or: learning-jobs-worker
+
+SIGTERM/SIGINT stop polling and give running activities WORKER_SHUTDOWN_GRACE_SECONDS to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from datetime import timedelta
+
+from prometheus_client import REGISTRY
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.registry import Dependencies, build_activities
+from learning_platform.database import create_engine, resolve_database_url
+from learning_platform.job_gauges import read_gauges
+from learning_platform.logs import configure_logging
+from learning_platform.metrics import (
+    JobGaugeCollector,
+    SdkMetricsCollector,
+    sdk_runtime_with_prometheus,
+    serve_metrics,
+)
+from learning_platform.settings import Settings, get_settings
+from learning_platform.temporal_connection import connect
+from workflows import ALL_WORKFLOWS
+
+log = logging.getLogger("worker")
+
+
+def worker_identity() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def create_worker(client: Client, deps: Dependencies, task_queue: str | None = None) -> Worker:
+    """The worker for the main task queue; tests build theirs through this too."""
+    return Worker(
+        client,
+        task_queue=task_queue or deps.settings.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=build_activities(deps),
+        identity=worker_identity(),
+        graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    engine = create_engine(resolve_database_url(settings), settings.database_pool_size)
+    runtime, sdk_metrics_url = sdk_runtime_with_prometheus()
+    client = await connect(settings, runtime=runtime)
+    REGISTRY.register(SdkMetricsCollector(sdk_metrics_url))
+    REGISTRY.register(JobGaugeCollector(lambda: read_gauges(engine), asyncio.get_running_loop()))
+    serve_metrics(settings.metrics_port)
+
+    deps = Dependencies(settings=settings, engine=engine, temporal=client)
+    worker = create_worker(client, deps)
+    log.info(
+        "worker started",
+        extra={
+            "task_queue": settings.task_queue,
+            "identity": worker.config()["identity"],
+            "metrics": f"http://localhost:{settings.metrics_port}/metrics",
+        },
+    )
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: waiting for running activities")
+    finally:
+        await engine.dispose()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

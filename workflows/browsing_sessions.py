@@ -1,0 +1,66 @@
+"""cleanup-stale-sessions and update-metrics (the MindHit document, step 6.2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from contracts.browsing_sessions import (
+    FAIL_STALE_SESSIONS,
+    RECORD_ACTIVE_SESSIONS,
+    CleanupStaleSessionsInput,
+    CleanupStaleSessionsResult,
+    FailStaleSessionsParams,
+    UpdateMetricsInput,
+    UpdateMetricsResult,
+)
+from workflows.job_run import job_run, scheduled_time
+
+DATABASE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+@workflow.defn(name="CleanupStaleSessions")
+class CleanupStaleSessions:
+    """Sessions recording/paused with no update for `max_age_hours` before the scheduled time
+    become `failed`."""
+
+    @workflow.run
+    async def run(self, params: CleanupStaleSessionsInput) -> CleanupStaleSessionsResult:
+        async with job_run("cleanup-stale-sessions") as run:
+            cutoff = scheduled_time(params.scheduled_time) - timedelta(hours=params.max_age_hours)
+            failed: int = await workflow.execute_activity(
+                FAIL_STALE_SESSIONS,
+                FailStaleSessionsParams(
+                    cutoff=cutoff,
+                    reason=f"no activity for {params.max_age_hours:g} hours (stale cleanup)",
+                ),
+                result_type=int,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
+            run.counts.update(failed_sessions=failed, cutoff=cutoff.isoformat())
+        return CleanupStaleSessionsResult(failed_sessions=failed, cutoff=cutoff)
+
+
+@workflow.defn(name="UpdateMetrics")
+class UpdateMetrics:
+    """Counts active sessions and stores the count, which every worker's /metrics exports."""
+
+    @workflow.run
+    async def run(self, params: UpdateMetricsInput) -> UpdateMetricsResult:
+        async with job_run("update-metrics") as run:
+            count: int = await workflow.execute_activity(
+                RECORD_ACTIVE_SESSIONS,
+                result_type=int,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+            run.counts["active_sessions"] = count
+        return UpdateMetricsResult(active_sessions=count)

@@ -1,0 +1,57 @@
+"""What every scheduled job does around its work: its time reference, logs and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+
+# Set by Temporal on every workflow a schedule starts (also for trigger and backfill).
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
+
+def scheduled_time(explicit: datetime | None) -> datetime:
+    """The time this run reasons about: given explicitly, else the schedule's, else now.
+
+    A late or caught-up run of a schedule thus computes what the on-time run would have.
+    """
+    if explicit is not None:
+        return explicit
+    from_schedule = workflow.info().typed_search_attributes.get(SCHEDULED_START_TIME)
+    return from_schedule if from_schedule is not None else workflow.now()
+
+
+@dataclass
+class JobRun:
+    job: str
+    started: datetime
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def job_run(job: str) -> AsyncIterator[JobRun]:
+    """Log `starting job` / `job completed` (or `job failed`) with the duration, and count the
+    run by outcome. Workflow time is used, so replays log and measure nothing twice."""
+    run = JobRun(job=job, started=workflow.now())
+    workflow.logger.info("starting job", extra={"job": job})
+    outcome = "failure"
+    try:
+        yield run
+        outcome = "success"
+    finally:
+        duration = workflow.now() - run.started
+        meter = workflow.metric_meter().with_additional_attributes({"job": job})
+        meter.create_counter("learning_jobs_runs", "Job runs by outcome").add(
+            1, {"outcome": outcome}
+        )
+        meter.create_histogram_timedelta(
+            "learning_jobs_duration", "Job run duration", unit="duration"
+        ).record(duration)
+        message = "job completed" if outcome == "success" else "job failed"
+        log = workflow.logger.info if outcome == "success" else workflow.logger.error
+        log(message, extra={"job": job, "duration_s": duration.total_seconds(), **run.counts})
