@@ -63,7 +63,8 @@ async def _browsing_sessions(conn: AsyncConnection, users: Sequence[int], now: d
         ).scalar_one()
         await conn.execute(
             text(
-                "INSERT INTO page_visits (session_id, url, title, visited_at) VALUES (:s, :u, :t, :v)"
+                "INSERT INTO page_visits (session_id, url, title, visited_at) "
+                "VALUES (:s, :u, :t, :v)"
             ),
             [{"s": session_id, "u": url, "t": title, "v": updated_at} for url, title in DEMO_PAGES],
         )
