@@ -8,18 +8,37 @@ from learning_platform.models.browsing_sessions import (
     SessionStatus,
 )
 from learning_platform.models.job_gauges import JobGauge
+from learning_platform.models.learning import LearningDay, LearningRecord, LearnStats
 from learning_platform.models.notifications import Notification
-from learning_platform.models.outbox import OutboxEvent
+from learning_platform.models.outbox import OutboxDeadLetter, OutboxEvent
+from learning_platform.models.question_sets import (
+    MAX_QUESTION_SET_RETRIES,
+    Question,
+    QuestionSet,
+    QuestionSetStatus,
+    Source,
+    SourceStatus,
+)
 from learning_platform.models.users import User
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "MAX_QUESTION_SET_RETRIES",
     "Base",
     "BrowsingSession",
     "JobGauge",
+    "LearnStats",
+    "LearningDay",
+    "LearningRecord",
     "Notification",
+    "OutboxDeadLetter",
     "OutboxEvent",
     "PageVisit",
+    "Question",
+    "QuestionSet",
+    "QuestionSetStatus",
     "SessionStatus",
+    "Source",
+    "SourceStatus",
     "User",
 ]

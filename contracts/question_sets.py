@@ -1,0 +1,139 @@
+"""Question sets and sources: generation and the question-set and source cleanup jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+QUESTION_GENERATION_WORKFLOW = "QuestionGeneration"
+
+PREPARE_GENERATION = "prepare_question_generation"
+GENERATE_QUESTIONS = "generate_questions"
+SAVE_GENERATED_QUESTIONS = "save_generated_questions"
+FAIL_GENERATION_ATTEMPT = "fail_question_generation_attempt"
+FAIL_STALE_QUESTION_SETS = "fail_stale_question_sets"
+RETRY_FAILED_QUESTION_SETS = "retry_failed_question_sets"
+DELETE_UNUSED_SOURCES = "delete_unused_sources"
+
+# Application error types, so workflows can tell outcomes apart without importing the domain.
+BAD_SOURCE_ERROR = "BadSource"
+OPTIMISTIC_LOCK_CONFLICT_ERROR = "OptimisticLockConflict"
+
+
+def generation_workflow_id(question_set_id: int, attempt: int) -> str:
+    """One workflow per attempt: a redelivered request for the same attempt finds it again."""
+    return f"question-set-{question_set_id}-attempt-{attempt}"
+
+
+@dataclass
+class QuestionGenerationInput:
+    question_set_id: int
+    attempt: int
+    # Where the LLM step runs; None: the workflow's own task queue.
+    ai_task_queue: str | None = None
+
+
+@dataclass
+class GenerationTarget:
+    """What an attempt works on; `superseded` when the set has moved on to another attempt
+    (or state) since the attempt was requested, so it must not be generated at all."""
+
+    superseded: bool
+    storage_key: str = ""
+    content_type: str = ""
+    source_title: str = ""
+
+
+@dataclass
+class GenerateQuestionsParams:
+    question_set_id: int
+    attempt: int
+    storage_key: str
+    content_type: str
+    source_title: str
+    question_count: int
+
+
+@dataclass
+class GeneratedQuestion:
+    prompt: str
+    answer: str
+    explanation: str
+    # Empty for a cloze question answered in free text.
+    choices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GeneratedQuestions:
+    questions: list[GeneratedQuestion]
+    generator: str
+
+
+@dataclass
+class SaveGeneratedQuestionsParams:
+    question_set_id: int
+    attempt: int
+    questions: list[GeneratedQuestion]
+    generator: str
+
+
+@dataclass
+class FailGenerationAttemptParams:
+    question_set_id: int
+    attempt: int
+    reason: str
+    # False for failures no retry can fix (a bad source): question-set-retry leaves them alone.
+    retryable: bool
+
+
+@dataclass
+class QuestionGenerationResult:
+    # "completed", "failed", or "superseded" (a newer attempt or the cleanup got there first).
+    outcome: str
+    question_count: int = 0
+    reason: str = ""
+
+
+@dataclass
+class QuestionSetCleanupInput:
+    scheduled_time: datetime | None = None
+    max_pending_minutes: float = 60.0
+
+
+@dataclass
+class FailStaleQuestionSetsParams:
+    cutoff: datetime
+    reason: str
+
+
+@dataclass
+class QuestionSetCleanupResult:
+    failed_sets: int
+    cutoff: datetime
+
+
+@dataclass
+class QuestionSetRetryInput:
+    scheduled_time: datetime | None = None
+
+
+@dataclass
+class QuestionSetRetryResult:
+    retried_sets: int
+
+
+@dataclass
+class SourceCleanupInput:
+    scheduled_time: datetime | None = None
+
+
+@dataclass
+class DeleteUnusedSourcesParams:
+    # Only sources whose deletion was requested before this time: a caught-up run deletes what
+    # the on-time run would have.
+    requested_before: datetime
+
+
+@dataclass
+class SourceCleanupResult:
+    deleted_sources: int
