@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Public on purpose (it is in the source): only for the embedded stack; the API warns when used.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-do-not-use-in-production"
 
 
 class Settings(BaseSettings):
@@ -40,11 +43,109 @@ class Settings(BaseSettings):
     )
 
     schedule_timezone: str = "Asia/Seoul"
+    # Lets several deployments (or test runs) share one Temporal namespace.
+    schedule_id_prefix: str = ""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     log_level: str = "INFO"
 
     stale_session_age_hours: float = Field(default=24, gt=0)
     cleanup_batch_size: int = Field(default=5000, ge=1, le=100_000)
+
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_max_attempts: int = Field(
+        default=5, ge=1, description="A failing event is dead-lettered after this many attempts"
+    )
+    outbox_retry_base_seconds: float = Field(
+        default=1, gt=0, description="First retry delay of a failed event (doubles per attempt)"
+    )
+    outbox_retry_max_seconds: float = Field(default=300, gt=0)
+    outbox_poll_seconds: float = Field(
+        default=1, gt=0, description="Fallback poll when no NOTIFY arrives (missed, or retries)"
+    )
+    outbox_drain_minutes: float = Field(
+        default=5, gt=0, description="Lifetime of one relay activity before the next takes over"
+    )
+    learn_stats_batch_size: int = Field(default=10_000, ge=1, le=100_000)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEV_JWT_SECRET),
+        description="HS256 key; the default is a published dev secret, logged as such at start",
+    )
+    jwt_previous_secret: SecretStr | None = Field(
+        default=None, description="Still accepted while clients move to a rotated JWT_SECRET"
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM text or a path to one: RS256/ES256 tokens instead of HS256",
+    )
+    jwt_leeway_seconds: float = Field(default=5, ge=0, description="Clock skew allowed on exp")
+    sse_heartbeat_seconds: float = Field(default=3, gt=0)
+    sse_max_connections_per_user: int = Field(default=5, ge=1)
+    sse_max_connections: int = Field(default=5000, ge=1, description="Per API process")
+    sse_queue_size: int = Field(
+        default=256, ge=1, description="Events buffered per stream; a fuller stream is closed"
+    )
+    sse_send_timeout_seconds: float = Field(
+        default=15, gt=0, description="A stream whose socket takes longer to accept a write is dead"
+    )
+    notification_listener_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First reconnect delay of the LISTEN connection (doubles)"
+    )
+    notification_listener_backoff_max_seconds: float = Field(default=10, gt=0)
+
+    openai_api_key: str | None = Field(
+        default=None, description="Unset: the offline extractive provider (no network)"
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="An OpenAI-compatible server; unset: api.openai.com"
+    )
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_seconds: float = Field(default=60, gt=0)
+    openai_connect_timeout_seconds: float = Field(default=10, gt=0)
+    llm_max_reasks: int = Field(
+        default=2, ge=0, le=5, description="Re-asks when the model's JSON is invalid"
+    )
+    llm_page_token_budget: int = Field(
+        default=3000, ge=100, description="Page text is cut to this many tokens before sending"
+    )
+    ai_max_concurrency: int = Field(
+        default=8, ge=1, description="AI activities one worker runs at once (LLM rate limits)"
+    )
+    ai_sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
+    crawler_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts the SSRF guard lets through although they resolve to private, "
+        "loopback or reserved addresses (tests, intranets); JSON list in the environment",
+    )
+    crawler_timeout_seconds: float = Field(default=15, gt=0)
+    crawler_max_bytes: int = Field(default=5_000_000, ge=1024)
+    crawler_max_redirects: int = Field(default=5, ge=0, le=20)
+
+    storage_backend: Literal["local", "s3"] = Field(
+        default="local", description="local: files under DATA_DIR/objects; s3: S3_BUCKET"
+    )
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = Field(
+        default=None, description="MinIO or another S3-compatible store; unset: AWS"
+    )
+    s3_region: str | None = None
+    s3_access_key_id: str | None = Field(
+        default=None, description="Unset: the AWS SDK's own credential chain"
+    )
+    s3_secret_access_key: SecretStr | None = None
+    stale_question_set_minutes: float = Field(
+        default=60, gt=0, description="question-set-cleanup fails sets pending this long"
+    )
+    question_generation_timeout_minutes: float = Field(
+        default=45,
+        gt=0,
+        description="Execution timeout of one generation attempt; below the stale age, so "
+        "question-set-cleanup never fails a set whose attempt may still be running",
+    )
+    question_set_retry_batch_size: int = Field(default=100, ge=1, le=10_000)
+    source_cleanup_batch_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -57,6 +158,17 @@ class Settings(BaseSettings):
                 "use a name such as 'Asia/Seoul' or 'UTC'"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _generation_ends_before_cleanup(self) -> Settings:
+        if self.question_generation_timeout_minutes >= self.stale_question_set_minutes:
+            raise ValueError(
+                "QUESTION_GENERATION_TIMEOUT_MINUTES must be below STALE_QUESTION_SET_MINUTES, "
+                "or question-set-cleanup could fail a set whose generation is still running"
+            )
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        return self
 
     @property
     def timezone(self) -> ZoneInfo:
