@@ -95,6 +95,7 @@ def settings(database_url: str, task_queue: str, tmp_path: Path, client: Client)
         temporal_address=client.service_client.config.target_host,
         temporal_namespace=client.namespace,
         worker_shutdown_grace_seconds=5,
+        schedule_id_prefix=f"{task_queue}-",
         cleanup_batch_size=50,
     )
 

@@ -1,0 +1,178 @@
+"""Entry point: the service's Temporal schedules as code.
+
+    python schedules.py apply                 create / update / prune to match the declarations
+    python schedules.py diff                  what apply would do, changing nothing
+    python schedules.py list                  declared schedules with state and next run
+    python schedules.py describe ID
+    python schedules.py pause ID --note "why"
+    python schedules.py unpause ID [--note "why"]
+    python schedules.py trigger ID            run now (the schedule's overlap policy applies)
+    python schedules.py backfill ID --start 2026-11-20T00:00 --end 2026-11-21T00:00
+    python schedules.py delete ID
+
+IDs are the declared ones (e.g. cleanup-stale-sessions); times without an offset are in
+SCHEDULE_TIMEZONE. Everything here can also be done with `temporal schedule ...` (see
+docs/operations.md); `apply` keeps a pause and its note made either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
+
+from learning_platform.settings import Settings, get_settings
+from learning_platform.temporal_connection import connect
+from scheduling.declarations import declared_schedules
+from scheduling.sync import ScheduleDeclarationError, apply, full_id, plan
+
+
+def parse_time(text: str, settings: Settings) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(f"{text!r} is not an ISO 8601 time such as 2026-11-20T04:00") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=settings.timezone)
+
+
+def handle(client: Client, settings: Settings, job_id: str) -> ScheduleHandle:
+    declared = {job.schedule_id for job in declared_schedules(settings)}
+    if job_id not in declared and job_id.removeprefix(settings.schedule_id_prefix) not in declared:
+        raise SystemExit(f"unknown schedule {job_id!r}; declared: {', '.join(sorted(declared))}")
+    return client.get_schedule_handle(
+        full_id(job_id.removeprefix(settings.schedule_id_prefix), settings)
+    )
+
+
+async def cmd_apply(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    changes = await (apply if args.command == "apply" else plan)(
+        client, settings, declared_schedules(settings)
+    )
+    for change in changes:
+        verb = change.outcome if args.command == "apply" else f"would be {change.outcome}"
+        if change.outcome == "unchanged":
+            verb = "unchanged"
+        print(f"{change.schedule_id:<32} {verb}")
+        for detail in change.details:
+            print(f"{'':<34}{detail}")
+
+
+async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    print(f"{'SCHEDULE':<32} {'WHEN':<16} {'STATE':<8} {'NEXT RUN':<26} NOTE")
+    for job in declared_schedules(settings):
+        schedule_id = full_id(job.schedule_id, settings)
+        description = await client.get_schedule_handle(schedule_id).describe()
+        state = description.schedule.state
+        next_runs = description.info.next_action_times
+        when = job.cron or f"every {job.every}"
+        next_run = next_runs[0].astimezone(settings.timezone).isoformat() if next_runs else "-"
+        status = "paused" if state.paused else "active"
+        print(f"{schedule_id:<32} {when:<16} {status:<8} {next_run:<26} {state.note or ''}")
+
+
+async def cmd_describe(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    description = await handle(client, settings, args.id).describe()
+    schedule, info = description.schedule, description.info
+    print(f"id:          {description.id}")
+    print(f"action:      {schedule.action}")
+    print(f"spec:        {schedule.spec}")
+    print(f"policy:      {schedule.policy}")
+    print(f"state:       {'paused' if schedule.state.paused else 'active'} ({schedule.state.note})")
+    zone = settings.timezone
+    next_runs = ", ".join(t.astimezone(zone).isoformat() for t in info.next_action_times[:5])
+    print(f"next runs:   {next_runs}")
+    for action in info.recent_actions[-5:]:
+        scheduled, started = (
+            action.scheduled_at.astimezone(zone),
+            action.started_at.astimezone(zone),
+        )
+        print(f"recent run:  scheduled {scheduled.isoformat()} started {started.isoformat()}")
+    running = [getattr(run, "workflow_id", "?") for run in info.running_actions]
+    print(f"running:     {', '.join(running) or '-'}")
+
+
+async def cmd_pause(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    await handle(client, settings, args.id).pause(note=args.note)
+    print(f"{args.id} paused: {args.note}")
+
+
+async def cmd_unpause(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    await handle(client, settings, args.id).unpause(note=args.note)
+    print(f"{args.id} unpaused")
+
+
+async def cmd_trigger(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    await handle(client, settings, args.id).trigger()
+    print(f"{args.id} triggered")
+
+
+async def cmd_backfill(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    start, end = parse_time(args.start, settings), parse_time(args.end, settings)
+    if end <= start:
+        raise SystemExit("--end must be after --start")
+    # BUFFER_ALL: every missed tick runs, one after the other, in order.
+    await handle(client, settings, args.id).backfill(
+        ScheduleBackfill(start_at=start, end_at=end, overlap=ScheduleOverlapPolicy.BUFFER_ALL)
+    )
+    print(f"{args.id} backfilled from {start.isoformat()} to {end.isoformat()}")
+
+
+async def cmd_delete(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    await handle(client, settings, args.id).delete()
+    print(f"{args.id} deleted (the next apply creates it again while it is declared)")
+
+
+COMMANDS = {
+    "apply": cmd_apply,
+    "diff": cmd_apply,
+    "list": cmd_list,
+    "describe": cmd_describe,
+    "pause": cmd_pause,
+    "unpause": cmd_unpause,
+    "trigger": cmd_trigger,
+    "backfill": cmd_backfill,
+    "delete": cmd_delete,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("apply", help="create, update and prune schedules to match the code")
+    commands.add_parser("diff", help="what apply would change")
+    commands.add_parser("list", help="declared schedules with state and next run")
+    for name in ("describe", "trigger", "delete"):
+        commands.add_parser(name).add_argument("id")
+    pause = commands.add_parser("pause")
+    pause.add_argument("id")
+    pause.add_argument("--note", required=True, help="why; shown in the UI and kept by apply")
+    unpause = commands.add_parser("unpause")
+    unpause.add_argument("id")
+    unpause.add_argument("--note", default="unpaused with schedules.py")
+    backfill = commands.add_parser("backfill", help="run the ticks of a past time range")
+    backfill.add_argument("id")
+    backfill.add_argument("--start", required=True)
+    backfill.add_argument("--end", required=True)
+    return root
+
+
+async def run(argv: Sequence[str], settings: Settings) -> None:
+    args = parser().parse_args(argv)
+    client = await connect(settings)
+    await COMMANDS[args.command](client, settings, args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = get_settings()
+    try:
+        asyncio.run(run(sys.argv[1:] if argv is None else argv, settings))
+    except ScheduleDeclarationError as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()
