@@ -1,0 +1,60 @@
+"""Entry point: the notification API (Server-Sent Events), served by uvicorn.
+
+    python api.py                  # or: learning-jobs-api; serves on API_HOST:API_PORT
+    python api.py token USER_ID    # prints a token for USER_ID signed with JWT_SECRET
+
+    curl -N -H "Authorization: Bearer $(python api.py token 1)" \\
+        localhost:8000/v1/notifications/stream
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from learning_platform.api import create_app
+from learning_platform.api.auth import mint_token
+from learning_platform.logs import configure_logging
+from learning_platform.settings import Settings, get_settings
+
+log = logging.getLogger("api")
+
+# Streams end on shutdown by themselves (sse-starlette watches uvicorn's exit flag).
+SHUTDOWN_GRACE_SECONDS = 5
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
+    log.info(
+        "notification API starting", extra={"host": settings.api_host, "port": settings.api_port}
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (the default)")
+    token = commands.add_parser("token", help="print a development token for a user")
+    token.add_argument("user_id", type=int)
+    token.add_argument("--ttl-minutes", type=float, default=60 * 24)
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    if args.command == "token":
+        print(mint_token(settings, args.user_id, ttl_seconds=args.ttl_minutes * 60))
+    else:
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The ASGI app: `create_app(settings)` → Starlette with the stream, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from learning_platform.api.auth import AuthError, TokenVerifier, uses_dev_secret
+from learning_platform.api.hub import NotificationHub
+from learning_platform.api.metrics import ApiMetrics
+from learning_platform.api.streams import NotificationStream, NotificationStreamResponse
+from learning_platform.database import libpq_url, resolve_database_url
+from learning_platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+class NotificationApi:
+    """The endpoints and what they share; the database parts exist while the app runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.verifier = TokenVerifier(settings)
+        self.metrics = ApiMetrics()
+        self._pool: asyncpg.Pool | None = None
+        self._hub: NotificationHub | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if uses_dev_secret(self.settings):
+            log.warning(
+                "JWT_SECRET is the built-in DEVELOPMENT secret: anyone can mint tokens; "
+                "set JWT_SECRET or JWT_PUBLIC_KEY outside development"
+            )
+        # Resolving may start the embedded PostgreSQL, which blocks: keep it off the loop.
+        dsn = libpq_url(await asyncio.to_thread(resolve_database_url, self.settings))
+        self._pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=self.settings.database_pool_size
+        )
+        self._hub = NotificationHub(
+            dsn,
+            self._pool,
+            self.metrics,
+            queue_size=self.settings.sse_queue_size,
+            backoff_seconds=self.settings.notification_listener_backoff_seconds,
+            backoff_max_seconds=self.settings.notification_listener_backoff_max_seconds,
+        )
+        await self._hub.start()
+        log.info("notification API ready", extra={"jwt_algorithm": self.verifier.algorithm})
+        try:
+            yield
+        finally:
+            await self._hub.stop()
+            await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the app's lifespan has not started"
+        return self._pool
+
+    @property
+    def hub(self) -> NotificationHub:
+        assert self._hub is not None, "the app's lifespan has not started"
+        return self._hub
+
+    async def stream(self, request: Request) -> Response:
+        try:
+            user_id = self.verifier.user_id(request.headers.get("authorization"))
+        except AuthError as exc:
+            self.metrics.streams_rejected.labels(exc.error).inc()
+            return _error(exc.status, exc.error, exc.description, exc.headers())
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id is not None and not last_event_id.isdecimal():
+            return _error(400, "invalid_last_event_id", "Last-Event-ID must be a notification id")
+        refusal = self._over_limit(user_id)
+        if refusal is not None:
+            return refusal
+        # Subscribed before the backlog is read (see streams.py), in the same loop step as
+        # the limit check so concurrent requests cannot both squeeze under a limit.
+        subscription = self.hub.subscribe(user_id)
+        stream = NotificationStream(
+            self.pool,
+            subscription,
+            self.metrics,
+            int(last_event_id) if last_event_id is not None else None,
+        )
+        return NotificationStreamResponse(
+            stream,
+            subscription,
+            self.hub,
+            self.metrics,
+            heartbeat_seconds=self.settings.sse_heartbeat_seconds,
+            send_timeout_seconds=self.settings.sse_send_timeout_seconds,
+        )
+
+    def _over_limit(self, user_id: int) -> Response | None:
+        retry = {"Retry-After": "5"}
+        if self.hub.streams_of(user_id) >= self.settings.sse_max_connections_per_user:
+            self.metrics.streams_rejected.labels("user_limit").inc()
+            limit = self.settings.sse_max_connections_per_user
+            return _error(
+                429,
+                "too_many_streams",
+                f"user {user_id} already has {limit} open streams (the limit); close one first",
+                retry,
+            )
+        if self.hub.open_streams >= self.settings.sse_max_connections:
+            self.metrics.streams_rejected.labels("process_limit").inc()
+            return _error(
+                429,
+                "server_busy",
+                f"this server holds its limit of {self.settings.sse_max_connections} streams; "
+                "retry shortly",
+                retry,
+            )
+        return None
+
+    async def healthz(self, _request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), _HEALTH_TIMEOUT_SECONDS)
+            database = "ok"
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            database = f"unavailable: {exc!r}"
+        listener = "ok" if self.hub.listening else "reconnecting"
+        healthy = database == "ok" and listener == "ok"
+        return JSONResponse(
+            {
+                "status": "ok" if healthy else "unavailable",
+                "database": database,
+                "listener": listener,
+                "open_streams": self.hub.open_streams,
+            },
+            status_code=200 if healthy else 503,
+        )
+
+    async def metrics_endpoint(self, _request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings) -> Starlette:
+    api = NotificationApi(settings)
+    return Starlette(
+        routes=[
+            Route("/v1/notifications/stream", api.stream, methods=["GET"]),
+            Route("/healthz", api.healthz, methods=["GET"]),
+            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=api.lifespan,
+    )

@@ -1,0 +1,50 @@
+"""The notification reads the API makes (asyncpg; the (user_id, id) index serves them all)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+# The database renders the SSE `data:` document, so the API never decodes and re-encodes payloads.
+_COLUMNS = """
+    id, user_id, kind,
+    json_build_object('id', id, 'kind', kind, 'payload', payload,
+                      'created_at', created_at)::text AS data
+"""
+_BY_IDS = f"SELECT {_COLUMNS} FROM notifications WHERE id = ANY($1::bigint[]) ORDER BY id"
+_AFTER = f"""
+    SELECT {_COLUMNS} FROM notifications
+     WHERE user_id = $1 AND id > $2
+     ORDER BY id
+     LIMIT $3
+"""
+_LATEST_ID = "SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNotification:
+    id: int
+    user_id: int
+    kind: str
+    data: str
+
+
+def _rows(records: Sequence[asyncpg.Record]) -> list[StoredNotification]:
+    return [StoredNotification(r["id"], r["user_id"], r["kind"], r["data"]) for r in records]
+
+
+async def notifications_by_id(pool: asyncpg.Pool, ids: Sequence[int]) -> list[StoredNotification]:
+    return _rows(await pool.fetch(_BY_IDS, list(ids)))
+
+
+async def notifications_after(
+    pool: asyncpg.Pool, user_id: int, after_id: int, limit: int
+) -> list[StoredNotification]:
+    """The user's notifications with an id above `after_id`, oldest first, at most `limit`."""
+    return _rows(await pool.fetch(_AFTER, user_id, after_id, limit))
+
+
+async def latest_notification_id(pool: asyncpg.Pool, user_id: int) -> int:
+    return int(await pool.fetchval(_LATEST_ID, user_id))

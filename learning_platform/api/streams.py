@@ -1,0 +1,126 @@
+"""One client's notification stream: the backlog after Last-Event-ID, then live rows.
+
+Why "every id above the last one sent" is exact: `record_notification` serialises a user's
+notification writers from before the id is drawn until commit, so one user's ids become visible
+in id order. A stream therefore only needs a cursor (the last id it sent): live rows at or below
+it are duplicates (the backlog read already sent them) and are dropped; a catch-up query for
+`id > cursor` returns exactly what the stream has not sent. The client's Last-Event-ID is that
+cursor, so a resumed stream continues without gaps or duplicates. The subscription is made
+before the backlog is read, so a row committed meanwhile is either in the backlog or in the
+subscription's queue (or both, deduplicated by the cursor).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+from learning_platform.api.hub import CatchUp, NotificationHub, Subscription
+from learning_platform.api.metrics import ApiMetrics
+from learning_platform.api.store import (
+    StoredNotification,
+    latest_notification_id,
+    notifications_after,
+)
+
+log = logging.getLogger(__name__)
+
+BACKLOG_PAGE = 500
+
+
+class NotificationStream:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        subscription: Subscription,
+        metrics: ApiMetrics,
+        last_event_id: int | None,
+    ) -> None:
+        self._pool = pool
+        self._subscription = subscription
+        self._metrics = metrics
+        self._cursor = last_event_id
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        try:
+            if self._cursor is None:
+                self._cursor = await latest_notification_id(self._pool, self._subscription.user_id)
+            async for event in self._missed():
+                yield event
+            while True:
+                item = await self._subscription.next()
+                if isinstance(item, CatchUp):
+                    async for event in self._missed():
+                        yield event
+                elif item.id > self._cursor:
+                    yield self._sent(item)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Ending the stream is the honest answer: the client resumes with Last-Event-ID.
+            log.warning(
+                "notification stream ended: database unavailable", extra={"error": repr(exc)}
+            )
+            self._metrics.streams_dropped.labels("database_error").inc()
+
+    async def _missed(self) -> AsyncIterator[ServerSentEvent]:
+        while True:
+            assert self._cursor is not None
+            page = await notifications_after(
+                self._pool, self._subscription.user_id, self._cursor, BACKLOG_PAGE
+            )
+            for row in page:
+                yield self._sent(row)
+            if len(page) < BACKLOG_PAGE:
+                return
+
+    def _sent(self, row: StoredNotification) -> ServerSentEvent:
+        # Counted here, before the write, because the generator may not be resumed after it.
+        self._cursor = row.id
+        self._metrics.events_delivered.inc()
+        return ServerSentEvent(data=row.data, event=row.kind, id=str(row.id))
+
+
+class NotificationStreamResponse(EventSourceResponse):
+    """The SSE response, closable from the hub when its queue overflows."""
+
+    def __init__(
+        self,
+        stream: NotificationStream,
+        subscription: Subscription,
+        hub: NotificationHub,
+        metrics: ApiMetrics,
+        *,
+        heartbeat_seconds: float,
+        send_timeout_seconds: float,
+    ) -> None:
+        super().__init__(stream.events(), ping=heartbeat_seconds, send_timeout=send_timeout_seconds)
+        self._subscription = subscription
+        self._hub = hub
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._metrics.open_streams.inc()
+        try:
+            with anyio.CancelScope() as cancel_scope:
+                self._subscription.on_overflow = cancel_scope.cancel
+                await super().__call__(scope, receive, send)
+            if cancel_scope.cancelled_caught:
+                log.warning(
+                    "closed a stream that fell behind; the client can resume with Last-Event-ID",
+                    extra={"user_id": self._subscription.user_id},
+                )
+                self._metrics.streams_dropped.labels("queue_overflow").inc()
+        except SendTimeoutError:
+            log.warning(
+                "closed a stream whose client stopped reading",
+                extra={"user_id": self._subscription.user_id},
+            )
+            self._metrics.streams_dropped.labels("send_timeout").inc()
+        finally:
+            self._hub.unsubscribe(self._subscription)
+            self._metrics.open_streams.dec()

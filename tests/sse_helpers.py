@@ -1,0 +1,218 @@
+"""Serving the notification API on loopback ports and reading its streams as a client does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from learning_platform.api import create_app
+from learning_platform.metrics import free_loopback_port
+from learning_platform.settings import PROJECT_ROOT, Settings
+
+STREAM_PATH = "/v1/notifications/stream"
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+    arrived: float
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event: str
+    data: str
+    arrived: float
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+SseItem = Comment | Event
+
+
+async def sse_items(response: httpx.Response) -> AsyncIterator[SseItem]:
+    """Parse a text/event-stream body the way EventSource does (only the fields we send)."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            yield Comment(line[1:].strip(), time.monotonic())
+        elif line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        elif fields:
+            yield Event(
+                fields.get("id", ""),
+                fields.get("event", ""),
+                fields.get("data", ""),
+                time.monotonic(),
+            )
+            fields = {}
+
+
+@dataclass
+class OpenStream:
+    """A stream read in the background into a queue, so tests can await its next item."""
+
+    response: httpx.Response
+    items: asyncio.Queue[SseItem] = field(default_factory=asyncio.Queue)
+    reader: asyncio.Task[None] | None = None
+
+    async def stop_reading(self) -> None:
+        """Leave the socket undrained, as a client that hangs does."""
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+    async def next_item(self, within: float = 5.0) -> SseItem:
+        async with asyncio.timeout(within):
+            return await self.items.get()
+
+    async def next_event(self, within: float = 5.0) -> Event:
+        async with asyncio.timeout(within):
+            while True:
+                item = await self.items.get()
+                if isinstance(item, Event):
+                    return item
+
+    async def events_until_ping(self, within: float = 5.0) -> list[Event]:
+        """Every event before the next heartbeat: what the stream sent in one quiet interval."""
+        events: list[Event] = []
+        async with asyncio.timeout(within):
+            while isinstance(item := await self.items.get(), Event):
+                events.append(item)
+        return events
+
+
+@asynccontextmanager
+async def open_stream(
+    base_url: str, token: str, last_event_id: int | None = None, **client_options: Any
+) -> AsyncIterator[OpenStream]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=None, **client_options) as http,
+        http.stream("GET", STREAM_PATH, headers=headers) as response,
+    ):
+        assert response.status_code == 200, (response.status_code, await response.aread())
+        stream = OpenStream(response)
+
+        async def pump() -> None:
+            async for item in sse_items(response):
+                stream.items.put_nowait(item)
+
+        stream.reader = asyncio.create_task(pump())
+        try:
+            yield stream
+        finally:
+            await stream.stop_reading()
+
+
+@asynccontextmanager
+async def api_server(settings: Settings) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a free loopback port, in this event loop."""
+    port = free_loopback_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(15):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def api_environment(settings: Settings, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "DATA_DIR": str(settings.data_dir),
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "SSE_HEARTBEAT_SECONDS": str(settings.sse_heartbeat_seconds),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@asynccontextmanager
+async def api_process(
+    settings: Settings, log_path: Path, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """`python api.py` as its own process; yields its base URL once /healthz answers 200."""
+    port = free_loopback_port()
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "api.py",
+            cwd=PROJECT_ROOT,
+            env={**api_environment(settings, port), **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_healthy(base_url, process)
+        yield base_url
+    finally:
+        process.terminate()
+        async with asyncio.timeout(10):
+            await process.wait()
+
+
+async def wait_until_healthy(base_url: str, process: asyncio.subprocess.Process) -> None:
+    # Another process: there is no event to await, so poll with a deadline.
+    async with asyncio.timeout(30), httpx.AsyncClient(base_url=base_url) as http:
+        while True:
+            assert process.returncode is None, "api.py exited during start; see its log"
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def metric_value(base_url: str, sample: str) -> float:
+    """One sample line of /metrics, e.g. 'sse_streams_open' or 'x_total{reason="y"}'."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        text = (await http.get("/metrics")).text
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
+async def wait_for_metric(base_url: str, sample: str, expected: float) -> None:
+    """Poll /metrics until `sample` equals `expected` (server-side effects have no event)."""
+    async with asyncio.timeout(10):
+        while True:
+            if await metric_value(base_url, sample) == expected:
+                return
+            await asyncio.sleep(0.05)
