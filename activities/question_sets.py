@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.llm_errors import llm_errors_as_application_errors
 from contracts.question_sets import (
+    BAD_SOURCE_ERROR,
+    DELETE_UNUSED_SOURCES,
+    FAIL_GENERATION_ATTEMPT,
+    FAIL_STALE_QUESTION_SETS,
+    GENERATE_QUESTIONS,
+    OPTIMISTIC_LOCK_CONFLICT_ERROR,
+    PREPARE_GENERATION,
     QUESTION_GENERATION_WORKFLOW,
+    RETRY_FAILED_QUESTION_SETS,
+    SAVE_GENERATED_QUESTIONS,
+    DeleteUnusedSourcesParams,
+    FailGenerationAttemptParams,
+    FailStaleQuestionSetsParams,
+    GeneratedQuestion,
+    GeneratedQuestions,
+    GenerateQuestionsParams,
+    GenerationTarget,
     QuestionGenerationInput,
+    QuestionGenerationResult,
+    RetryFailedQuestionSetsParams,
+    SaveGeneratedQuestionsParams,
     generation_workflow_id,
 )
-from learning_platform import question_sets
+from learning_platform import question_sets, sources
+from learning_platform.ai.question_ai import NoQuestionsPossible, QuestionAi
 from learning_platform.settings import Settings
+from learning_platform.source_text import BadSource, source_text
+from learning_platform.storage import ObjectNotFound, ObjectStorage
 
 
 async def start_generation_workflow(
@@ -31,7 +58,7 @@ async def start_generation_workflow(
         await client.start_workflow(
             QUESTION_GENERATION_WORKFLOW,
             QuestionGenerationInput(question_set_id=question_set_id, attempt=attempt),
-            id=generation_workflow_id(question_set_id, attempt),
+            id=generation_workflow_id(question_set_id, attempt, settings.schedule_id_prefix),
             task_queue=settings.task_queue,
             # Below the stale age, so question-set-cleanup never fails a running attempt.
             execution_timeout=timedelta(minutes=settings.question_generation_timeout_minutes),
@@ -51,7 +78,7 @@ async def request_and_start_question_set(
     source_id: int,
     title: str,
     question_count: int = 5,
-) -> WorkflowHandle[object, object]:
+) -> WorkflowHandle[Any, QuestionGenerationResult]:
     """For the app: request a set and start its generation at once, without waiting for the
     outbox relay (whose later start of the same attempt is then a no-op)."""
     async with engine.begin() as conn:
@@ -60,5 +87,179 @@ async def request_and_start_question_set(
         )
     await start_generation_workflow(client, settings, requested.question_set_id, requested.attempt)
     return client.get_workflow_handle(
-        generation_workflow_id(requested.question_set_id, requested.attempt)
+        generation_workflow_id(
+            requested.question_set_id, requested.attempt, settings.schedule_id_prefix
+        ),
+        result_type=QuestionGenerationResult,
     )
+
+
+class QuestionSetActivities:
+    """Database side of generation, and the three scheduled jobs."""
+
+    def __init__(self, engine: AsyncEngine, storage: ObjectStorage, settings: Settings) -> None:
+        self._engine = engine
+        self._storage = storage
+        self._settings = settings
+
+    @activity.defn(name=PREPARE_GENERATION)
+    async def prepare_generation(self, params: QuestionGenerationInput) -> GenerationTarget:
+        async with self._engine.connect() as conn:
+            target = await question_sets.attempt_target(
+                conn, question_set_id=params.question_set_id, attempt=params.attempt
+            )
+        if target is None:
+            return GenerationTarget(superseded=True)
+        return GenerationTarget(
+            superseded=False,
+            storage_key=target.storage_key,
+            content_type=target.content_type,
+            source_title=target.source_title,
+            question_count=target.question_count,
+        )
+
+    @activity.defn(name=SAVE_GENERATED_QUESTIONS)
+    async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
+        """True when saved; False when the set has moved on (its result is then discarded)."""
+        with _conflicts_as_retryable():
+            async with self._engine.begin() as conn:
+                return await question_sets.complete_attempt(
+                    conn,
+                    question_set_id=params.question_set_id,
+                    attempt=params.attempt,
+                    questions=[
+                        question_sets.NewQuestion(
+                            prompt=q.prompt,
+                            answer=q.answer,
+                            explanation=q.explanation,
+                            choices=q.choices,
+                        )
+                        for q in params.questions
+                    ],
+                )
+
+    @activity.defn(name=FAIL_GENERATION_ATTEMPT)
+    async def fail_generation_attempt(self, params: FailGenerationAttemptParams) -> bool:
+        with _conflicts_as_retryable():
+            async with self._engine.begin() as conn:
+                return await question_sets.fail_attempt(
+                    conn,
+                    question_set_id=params.question_set_id,
+                    attempt=params.attempt,
+                    reason=params.reason,
+                    retryable=params.retryable,
+                )
+
+    @activity.defn(name=FAIL_STALE_QUESTION_SETS)
+    async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
+        """Batch after batch, each its own short transaction, until one comes back short."""
+        batch_size = self._settings.cleanup_batch_size
+        total = 0
+        while True:
+            async with self._engine.begin() as conn:
+                failed = await question_sets.fail_stale_batch(
+                    conn, cutoff=params.cutoff, reason=params.reason, limit=batch_size
+                )
+            total += failed
+            activity.heartbeat(total)
+            if failed < batch_size:
+                return total
+
+    @activity.defn(name=RETRY_FAILED_QUESTION_SETS)
+    async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
+        """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a
+        backlog drains over a few runs without flooding the LLM with new attempts at once."""
+        async with self._engine.begin() as conn:
+            retried = await question_sets.retry_failed_batch(conn, limit=params.limit)
+        return len(retried)
+
+    @activity.defn(name=DELETE_UNUSED_SOURCES)
+    async def delete_unused_sources(self, params: DeleteUnusedSourcesParams) -> int:
+        """Per batch: lock the rows, delete their objects, then the rows, then commit.
+
+        A row goes only after its object is gone; if the commit fails after the objects were
+        deleted, the rows stay `delete_pending` and the next try deletes them (an object
+        already gone counts as deleted).
+        """
+        batch_size = self._settings.source_cleanup_batch_size
+        total = 0
+        while True:
+            async with self._engine.begin() as conn:
+                batch = await sources.lock_deletable_batch(
+                    conn, requested_before=params.requested_before, limit=batch_size
+                )
+                if batch:
+                    await self._storage.delete([source.storage_key for source in batch])
+                    activity.heartbeat(total)
+                    await sources.delete_rows(conn, [source.id for source in batch])
+            total += len(batch)
+            activity.heartbeat(total)
+            if len(batch) < batch_size:
+                return total
+
+
+class QuestionAiActivities:
+    """The LLM step: the source's text from storage, questions from the provider."""
+
+    def __init__(self, storage: ObjectStorage, question_ai: QuestionAi) -> None:
+        self._storage = storage
+        self._ai = question_ai
+
+    @activity.defn(name=GENERATE_QUESTIONS)
+    async def generate_questions(self, params: GenerateQuestionsParams) -> GeneratedQuestions:
+        with _bad_source_as_non_retryable(), llm_errors_as_application_errors():
+            text = source_text(
+                await self._read_source(params.storage_key),
+                params.content_type,
+                name=params.source_title,
+            )
+            drafts, usage = await self._ai.make_questions(
+                title=params.source_title,
+                text=text,
+                count=params.question_count,
+                seed=params.question_set_id * 1000 + params.attempt,
+            )
+        activity.logger.info(
+            "questions generated",
+            extra={
+                "question_set_id": params.question_set_id,
+                "attempt": params.attempt,
+                "questions": len(drafts),
+                "generator": self._ai.generator,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            },
+        )
+        return GeneratedQuestions(
+            questions=[
+                GeneratedQuestion(
+                    prompt=d.prompt, answer=d.answer, explanation=d.explanation, choices=d.choices
+                )
+                for d in drafts
+            ],
+            generator=self._ai.generator,
+        )
+
+    async def _read_source(self, storage_key: str) -> bytes:
+        try:
+            return await self._storage.get(storage_key)
+        except ObjectNotFound as exc:
+            raise BadSource(
+                f"the source file {storage_key!r} is missing from storage; upload it again"
+            ) from exc
+
+
+@contextmanager
+def _conflicts_as_retryable() -> Iterator[None]:
+    try:
+        yield
+    except question_sets.OptimisticLockConflict as exc:
+        raise ApplicationError(str(exc), type=OPTIMISTIC_LOCK_CONFLICT_ERROR) from exc
+
+
+@contextmanager
+def _bad_source_as_non_retryable() -> Iterator[None]:
+    try:
+        yield
+    except (BadSource, NoQuestionsPossible) as exc:
+        raise ApplicationError(str(exc), type=BAD_SOURCE_ERROR, non_retryable=True) from exc

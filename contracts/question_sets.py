@@ -20,17 +20,17 @@ BAD_SOURCE_ERROR = "BadSource"
 OPTIMISTIC_LOCK_CONFLICT_ERROR = "OptimisticLockConflict"
 
 
-def generation_workflow_id(question_set_id: int, attempt: int) -> str:
-    """One workflow per attempt: a redelivered request for the same attempt finds it again."""
-    return f"question-set-{question_set_id}-attempt-{attempt}"
+def generation_workflow_id(question_set_id: int, attempt: int, prefix: str = "") -> str:
+    """One workflow per attempt: a redelivered request for the same attempt finds it again.
+
+    `prefix` (SCHEDULE_ID_PREFIX) keeps deployments or test runs sharing a namespace apart."""
+    return f"{prefix}question-set-{question_set_id}-attempt-{attempt}"
 
 
 @dataclass
 class QuestionGenerationInput:
     question_set_id: int
     attempt: int
-    # Where the LLM step runs; None: the workflow's own task queue.
-    ai_task_queue: str | None = None
 
 
 @dataclass
@@ -42,6 +42,7 @@ class GenerationTarget:
     storage_key: str = ""
     content_type: str = ""
     source_title: str = ""
+    question_count: int = 0
 
 
 @dataclass
@@ -115,6 +116,12 @@ class QuestionSetCleanupResult:
 @dataclass
 class QuestionSetRetryInput:
     scheduled_time: datetime | None = None
+    batch_size: int = 100
+
+
+@dataclass
+class RetryFailedQuestionSetsParams:
+    limit: int
 
 
 @dataclass

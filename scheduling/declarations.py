@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from contracts.browsing_sessions import CleanupStaleSessionsInput, UpdateMetricsInput
+from contracts.question_sets import (
+    QuestionSetCleanupInput,
+    QuestionSetRetryInput,
+    SourceCleanupInput,
+)
 from learning_platform.settings import Settings
 from scheduling.job_schedule import JobSchedule
 
@@ -28,5 +33,32 @@ def declared_schedules(settings: Settings) -> list[JobSchedule]:
             every=timedelta(minutes=1),
             execution_timeout=timedelta(minutes=1),
             catchup_window=timedelta(minutes=1),
+        ),
+        JobSchedule(
+            schedule_id="question-set-cleanup",
+            workflow="QuestionSetCleanup",
+            arg=QuestionSetCleanupInput(max_pending_minutes=settings.stale_question_set_minutes),
+            description="Question sets pending for over 60 min become failed (generation timeout)",
+            every=timedelta(minutes=10),
+            execution_timeout=timedelta(minutes=10),
+            catchup_window=timedelta(minutes=10),
+        ),
+        JobSchedule(
+            schedule_id="question-set-retry",
+            workflow="QuestionSetRetry",
+            arg=QuestionSetRetryInput(batch_size=settings.question_set_retry_batch_size),
+            description="Failed question sets with retries left get a new generation attempt",
+            every=timedelta(minutes=5),
+            execution_timeout=timedelta(minutes=5),
+            catchup_window=timedelta(minutes=5),
+        ),
+        JobSchedule(
+            schedule_id="source-cleanup",
+            workflow="SourceCleanup",
+            arg=SourceCleanupInput(),
+            description="Sources marked for deletion and used by no question set: object, then row",
+            cron="0 4 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=1),
         ),
     ]
