@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/pytest
 
 test-faults: setup
-	$(BIN)/pytest -m faults -p no:randomly
+	$(BIN)/pytest -m faults
 
 bench: setup
 	$(BIN)/python -m bench

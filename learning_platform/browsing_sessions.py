@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, text
@@ -9,29 +10,64 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.models import ACTIVE_STATUSES, BrowsingSession
 
-# One statement per batch: the sub-select takes at most `limit` rows, skipping rows another
-# transaction holds, so concurrent runs split the work instead of waiting on each other.
+# Batches walk the (status, updated_at, id) index in key order, each starting after the last
+# row of the previous one. Restarting every batch from the beginning of the index would re-read
+# the dead index entries that earlier batches left behind (status is indexed, so these updates
+# are never HOT) and make the sweep quadratic: 5x slower than one UPDATE at 300 k rows.
+# SKIP LOCKED lets a concurrent run or the app keep its rows; they are not waited for.
 _FAIL_STALE_BATCH = text(
     """
-    UPDATE sessions
-       SET status = 'failed', failure_reason = :reason, updated_at = now()
-     WHERE id IN (
-           SELECT id FROM sessions
-            WHERE status IN ('recording', 'paused') AND updated_at < :cutoff
-            LIMIT :limit
-              FOR UPDATE SKIP LOCKED)
+    WITH batch AS (
+        SELECT id, updated_at FROM sessions
+         WHERE status = :status AND updated_at < :cutoff
+           AND (updated_at, id) > (:after_updated_at, :after_id)
+         ORDER BY updated_at, id
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    ), failed AS (
+        UPDATE sessions SET status = 'failed', failure_reason = :reason, updated_at = now()
+          FROM batch
+         WHERE sessions.id = batch.id
+        RETURNING batch.updated_at, batch.id
+    )
+    SELECT (SELECT count(*) FROM failed) AS failed, updated_at, id
+      FROM failed ORDER BY updated_at DESC, id DESC LIMIT 1
     """
 )
 
 
+@dataclass(frozen=True)
+class SweepPosition:
+    """Where a sweep of one status stopped: the last (updated_at, id) it handled."""
+
+    status: str
+    updated_at: datetime
+    id: int
+
+
 async def fail_stale_batch(
-    conn: AsyncConnection, *, cutoff: datetime, reason: str, limit: int
-) -> int:
-    """Mark up to `limit` active sessions last updated before `cutoff` as failed."""
-    result = await conn.execute(
-        _FAIL_STALE_BATCH, {"cutoff": cutoff, "reason": reason, "limit": limit}
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    conn: AsyncConnection, *, after: SweepPosition, cutoff: datetime, reason: str, limit: int
+) -> tuple[int, SweepPosition]:
+    """Mark the next `limit` sessions of `after.status` last updated before `cutoff` as failed.
+
+    Returns how many it failed and the position to continue from.
+    """
+    row = (
+        await conn.execute(
+            _FAIL_STALE_BATCH,
+            {
+                "status": after.status,
+                "cutoff": cutoff,
+                "after_updated_at": after.updated_at,
+                "after_id": after.id,
+                "reason": reason,
+                "limit": limit,
+            },
+        )
+    ).one_or_none()
+    if row is None:
+        return 0, after
+    return int(row.failed), SweepPosition(after.status, row.updated_at, row.id)
 
 
 async def count_active(conn: AsyncConnection) -> int:

@@ -1,14 +1,23 @@
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from contracts.browsing_sessions import CleanupStaleSessionsInput, CleanupStaleSessionsResult
+from activities.browsing_sessions import BrowsingSessionActivities
+from contracts.browsing_sessions import (
+    CleanupStaleSessionsInput,
+    CleanupStaleSessionsResult,
+    FailStaleSessionsParams,
+)
 from learning_platform.settings import Settings
 from tests.factories import add_session, add_user, session_statuses
 from workflows.browsing_sessions import CleanupStaleSessions
@@ -96,4 +105,56 @@ async def test_second_run_changes_nothing_and_batches_cover_everything(
 
     assert first.failed_sessions == count
     assert second.failed_sessions == 0
+    assert set((await session_statuses(engine)).values()) == {"failed"}
+
+
+async def test_a_retried_sweep_continues_after_its_last_heartbeat(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    user = await add_user(engine)
+    old = SCHEDULED - timedelta(days=2)
+    first, second, third = [await add_session(engine, user, "recording", old) for _ in range(3)]
+    activities = BrowsingSessionActivities(engine, settings.cleanup_batch_size)
+    environment = ActivityEnvironment()
+    # As the previous attempt left it: one session failed, position at that session.
+    environment.info = dataclasses.replace(
+        environment.info, heartbeat_details=[1, {"recording": [old.isoformat(), first]}]
+    )
+    heartbeats: list[tuple[Any, ...]] = []
+    environment.on_heartbeat = lambda *details: heartbeats.append(details)
+
+    total = await environment.run(
+        activities.fail_stale_sessions,
+        FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale"),
+    )
+
+    assert total == 3  # the earlier attempt's one plus the two after its position
+    statuses = await session_statuses(engine)
+    assert statuses[first] == "recording"  # before the position: not walked again
+    assert statuses[second] == statuses[third] == "failed"
+    assert heartbeats[-1][1]["recording"] == [old.isoformat(), third]
+
+
+async def test_concurrent_sweeps_split_the_rows_without_doubling(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    user = await add_user(engine)
+    count = settings.cleanup_batch_size * 6
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO sessions (user_id, status, updated_at) "
+                "SELECT :u, CASE WHEN n % 2 = 0 THEN 'recording' ELSE 'paused' END, :t "
+                "FROM generate_series(1, :n) n"
+            ),
+            {"u": user, "t": SCHEDULED - timedelta(days=3), "n": count},
+        )
+    activities = BrowsingSessionActivities(engine, settings.cleanup_batch_size)
+    params = FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale")
+
+    totals = await asyncio.gather(
+        *(ActivityEnvironment().run(activities.fail_stale_sessions, params) for _ in range(3))
+    )
+
+    assert sum(totals) == count
     assert set((await session_statuses(engine)).values()) == {"failed"}

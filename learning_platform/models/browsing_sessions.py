@@ -5,7 +5,16 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, Text, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from learning_platform.models.base import Base, created_at_column
@@ -29,9 +38,11 @@ class BrowsingSession(Base):
             "status IN ('recording', 'paused', 'processing', 'completed', 'failed')",
             name="status_known",
         ),
-        # Serves both the stale-session sweep and the active-session count.
-        Index("ix_sessions_status_updated_at", "status", "updated_at"),
+        # The stale-session sweep walks it in key order; the active count reads it too.
+        Index("ix_sessions_status_updated_at_id", "status", "updated_at", "id"),
         Index("ix_sessions_user_id", "user_id"),
+        # The ai-processing sweep walks processing sessions in id order.
+        Index("ix_sessions_processing_id", "id", postgresql_where=text("status = 'processing'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

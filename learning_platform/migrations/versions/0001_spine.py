@@ -75,7 +75,7 @@ def upgrade() -> None:
             name="status_known",
         ),
     )
-    op.create_index("ix_sessions_status_updated_at", "sessions", ["status", "updated_at"])
+    op.create_index("ix_sessions_status_updated_at_id", "sessions", ["status", "updated_at", "id"])
     op.create_index("ix_sessions_user_id", "sessions", ["user_id"])
     op.create_table(
         "page_visits",

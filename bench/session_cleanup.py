@@ -1,0 +1,159 @@
+"""cleanup-stale-sessions over 1,000,000 sessions of which 300,000 are stale.
+
+Measured in one run, on the same data restored before each measurement:
+  job   — the CleanupStaleSessions workflow on the dev server, with the production worker
+  raw   — one UPDATE statement over all stale rows (the floor)
+  seed  — the Go document's approach: select every stale row, then one UPDATE per row,
+          each committed on its own; timed on a sample and extrapolated
+
+    .venv/bin/python -m bench.session_cleanup [--sessions N] [--stale N] [--seed-sample N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.stack import bench_stack, timed
+from contracts.browsing_sessions import CleanupStaleSessionsInput
+from workflows.browsing_sessions import CleanupStaleSessions
+
+SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+CUTOFF = SCHEDULED - timedelta(hours=24)
+
+
+async def load(engine: AsyncEngine, sessions: int, stale: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE users, sessions RESTART IDENTITY CASCADE"))
+        await conn.execute(text("INSERT INTO users (email, display_name) VALUES ('b@x', 'b')"))
+        # Stale rows are spread through the table, as they would be in production.
+        await conn.execute(
+            text(
+                "INSERT INTO sessions (user_id, status, updated_at) "
+                "SELECT 1, CASE WHEN n % 2 = 0 THEN 'recording' ELSE 'paused' END, "
+                "CASE WHEN n % :every = 0 AND n / :every <= :stale "
+                "THEN CAST(:old AS timestamptz) ELSE CAST(:fresh AS timestamptz) END "
+                "FROM generate_series(1, :n) n"
+            ),
+            {
+                "n": sessions,
+                "stale": stale,
+                "every": sessions // stale,
+                "old": CUTOFF - timedelta(hours=1),
+                "fresh": CUTOFF + timedelta(hours=1),
+            },
+        )
+
+
+async def restore(engine: AsyncEngine) -> int:
+    """Undo a cleanup: the failed rows become stale active rows again, then VACUUM."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE sessions SET status = 'recording', failure_reason = NULL, "
+                "updated_at = :old WHERE status = 'failed'"
+            ),
+            {"old": CUTOFF - timedelta(hours=1)},
+        )
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE sessions"))
+        return int(
+            await conn.scalar(
+                text(
+                    "SELECT count(*) FROM sessions "
+                    "WHERE status IN ('recording', 'paused') AND updated_at < :c"
+                ),
+                {"c": CUTOFF},
+            )
+            or 0
+        )
+
+
+async def raw_update(engine: AsyncEngine) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "UPDATE sessions SET status = 'failed', failure_reason = 'stale', "
+                "updated_at = now() WHERE status IN ('recording', 'paused') AND updated_at < :c"
+            ),
+            {"c": CUTOFF},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def seed_approach(engine: AsyncEngine, sample: int) -> tuple[float, int]:
+    """Seconds the per-row approach would take for all stale rows, from a timed sample."""
+    select_seconds, ids = await timed(lambda: _stale_ids(engine))
+    per_row_seconds, _ = await timed(lambda: _update_one_by_one(engine, ids[:sample]))
+    return select_seconds + per_row_seconds * len(ids) / min(sample, len(ids)), len(ids)
+
+
+async def _stale_ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT id FROM sessions "
+                "WHERE status IN ('recording', 'paused') AND updated_at < :c"
+            ),
+            {"c": CUTOFF},
+        )
+        return [row.id for row in rows]
+
+
+async def _update_one_by_one(engine: AsyncEngine, ids: list[int]) -> None:
+    for session_id in ids:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE sessions SET status = 'failed', updated_at = now() WHERE id = :id"),
+                {"id": session_id},
+            )
+
+
+async def main(sessions: int, stale: int, seed_sample: int) -> None:
+    async with bench_stack() as stack:
+        print(f"loading {sessions:,} sessions, {stale:,} stale ...", flush=True)
+        await load(stack.engine, sessions, stale)
+        assert await restore(stack.engine) == stale
+
+        async def job() -> int:
+            result = await stack.client.execute_workflow(
+                CleanupStaleSessions.run,
+                CleanupStaleSessionsInput(scheduled_time=SCHEDULED),
+                id=f"bench-cleanup-{uuid.uuid4()}",
+                task_queue=stack.settings.task_queue,
+            )
+            return result.failed_sessions
+
+        raw_seconds, raw_count = await timed(lambda: raw_update(stack.engine))
+        await restore(stack.engine)
+        job_seconds, job_count = await timed(job)
+        await restore(stack.engine)
+        seed_seconds, seed_count = await seed_approach(stack.engine, seed_sample)
+        assert raw_count == job_count == seed_count == stale, (raw_count, job_count, seed_count)
+
+    print(f"batch size               {stack.settings.cleanup_batch_size:,}")
+    print(f"raw UPDATE               {raw_seconds:8.2f} s")
+    print(
+        f"job (Temporal workflow)  {job_seconds:8.2f} s   "
+        f"job / raw  = {job_seconds / raw_seconds:.2f}x (target <= 1.5x)"
+    )
+    print(
+        f"seed approach (extrap.)  {seed_seconds:8.2f} s   "
+        f"seed / job = {seed_seconds / job_seconds:.1f}x (target >= 50x; "
+        f"per-row rate from a {seed_sample:,}-row sample)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--stale", type=int, default=300_000)
+    parser.add_argument("--seed-sample", type=int, default=3_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.sessions, args.stale, args.seed_sample))
