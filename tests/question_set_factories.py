@@ -103,5 +103,7 @@ async def question_set(engine: AsyncEngine, question_set_id: int) -> SetRow:
 
 
 async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
-    async with engine.connect() as conn:
-        return list(await conn.execute(text(sql), params))
+    """Run `sql` in its own committed transaction; its result rows."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text(sql), params)
+        return list(result.all()) if result.returns_rows else []

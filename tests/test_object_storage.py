@@ -4,7 +4,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aioboto3
 import pytest
 
 from learning_platform.settings import Settings
@@ -16,19 +15,13 @@ from learning_platform.storage import (
     StorageError,
     build_storage,
 )
-from tests.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY, s3_server
+from tests.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY, create_bucket, s3_server
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     with s3_server() as endpoint:
         yield endpoint
-
-
-async def create_bucket(endpoint: str, bucket: str) -> None:
-    session = aioboto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    async with session.client("s3", endpoint_url=endpoint, region_name=REGION) as s3:
-        await s3.create_bucket(Bucket=bucket)
 
 
 def s3_settings(endpoint: str, bucket: str, tmp_path: Path) -> Settings:

@@ -191,7 +191,7 @@ async def test_llm_generation_reasks_on_invalid_output(
     invalid["questions"][0]["answer"] = "Freud"  # type: ignore[index]
     fake_llm.script(Reply.json(invalid), Reply.json(llm_questions("good")))
 
-    set_id, handle = await request_set(engine, client, settings)
+    _, handle = await request_set(engine, client, settings)
     result = await result_of(handle)
 
     assert result.outcome == "completed" and result.question_count == 2
