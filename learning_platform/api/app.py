@@ -45,8 +45,9 @@ class NotificationApi:
             )
         # Resolving may start the embedded PostgreSQL, which blocks: keep it off the loop.
         dsn = libpq_url(await asyncio.to_thread(resolve_database_url, self.settings))
+        # min_size=0: the API starts while the database is away and /healthz says 503.
         self._pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=self.settings.database_pool_size
+            dsn, min_size=0, max_size=self.settings.database_pool_size
         )
         self._hub = NotificationHub(
             dsn,

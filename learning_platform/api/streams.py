@@ -45,12 +45,16 @@ class NotificationStream:
         self._pool = pool
         self._subscription = subscription
         self._metrics = metrics
-        self._cursor = last_event_id
+        self._last_event_id = last_event_id
+        self._cursor = 0  # the id of the last event sent; set before anything is sent
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
         try:
-            if self._cursor is None:
-                self._cursor = await latest_notification_id(self._pool, self._subscription.user_id)
+            self._cursor = (
+                self._last_event_id
+                if self._last_event_id is not None
+                else await latest_notification_id(self._pool, self._subscription.user_id)
+            )
             async for event in self._missed():
                 yield event
             while True:
@@ -69,7 +73,6 @@ class NotificationStream:
 
     async def _missed(self) -> AsyncIterator[ServerSentEvent]:
         while True:
-            assert self._cursor is not None
             page = await notifications_after(
                 self._pool, self._subscription.user_id, self._cursor, BACKLOG_PAGE
             )
