@@ -70,7 +70,80 @@ async def _browsing_sessions(conn: AsyncConnection, users: Sequence[int], now: d
         )
 
 
-DEMO_STEPS: list[DemoStep] = [_browsing_sessions]
+DEMO_SOURCES = (
+    (
+        "Spaced repetition notes",
+        "Spaced repetition is an evidence-based learning technique that is usually performed "
+        "with flashcards. Newly introduced and more difficult flashcards are shown more often, "
+        "while older and less difficult ones are shown less often. The spacing effect says "
+        "that learning is greater when study sessions are spread out over time.",
+    ),
+    (
+        "Forgetting curve notes",
+        "The forgetting curve describes the decline of memory retention over time. Hermann "
+        "Ebbinghaus studied the forgetting curve in 1885 using nonsense syllables. Each "
+        "repetition of the material makes the curve flatter, so memories last longer.",
+    ),
+    (
+        "Testing effect notes",
+        "The testing effect suggests that long-term memory improves when part of the learning "
+        "period is spent retrieving information. Active recall is a principle of efficient "
+        "learning which claims the need to actively stimulate memory during learning.",
+    ),
+)
+
+
+async def _question_sets(conn: AsyncConnection, users: Sequence[int], now: datetime) -> None:
+    """Sources (their text in the configured storage, one marked for deletion, for
+    source-cleanup), stale pending sets (question-set-cleanup) and failed sets with 0-3
+    retries (question-set-retry)."""
+    from learning_platform.settings import get_settings
+    from learning_platform.storage import build_storage
+
+    storage = build_storage(get_settings())
+    source_ids = []
+    for index, (title, body) in enumerate((*DEMO_SOURCES, ("Old draft", "An outdated draft."))):
+        key = f"demo/users/{users[index % len(users)]}/source-{index + 1}.txt"
+        await storage.put(key, body.encode(), "text/plain; charset=utf-8")
+        marked = now - timedelta(days=1) if title == "Old draft" else None
+        source_ids.append(
+            (
+                await conn.execute(
+                    text(
+                        "INSERT INTO sources (user_id, title, storage_key, content_type, "
+                        "size_bytes, status, deletion_requested_at) VALUES (:u, :t, :k, "
+                        "'text/plain; charset=utf-8', :n, :st, :d) RETURNING id"
+                    ),
+                    {
+                        "u": users[index % len(users)], "t": title, "k": key,
+                        "n": len(body.encode()), "d": marked,
+                        "st": "delete_pending" if marked else "active",
+                    },
+                )
+            ).scalar_one()
+        )  # fmt: skip
+    plan = [
+        ("pending", now - timedelta(hours=2), 0, None),
+        ("pending", now - timedelta(minutes=90), 1, None),
+        *[("failed", now - timedelta(hours=1), n, "generation timed out") for n in range(4)],
+    ]
+    for index, (status, requested_at, retries, reason) in enumerate(plan):
+        source = index % len(DEMO_SOURCES)
+        await conn.execute(
+            text(
+                "INSERT INTO question_sets (user_id, source_id, title, status, attempt, "
+                "retry_count, failure_reason, requested_at, updated_at) "
+                "VALUES (:u, :s, :t, :st, :a, :r, :reason, :at, :at)"
+            ),
+            {
+                "u": users[source % len(users)], "s": source_ids[source],
+                "t": f"{DEMO_SOURCES[source][0]} quiz", "st": status, "a": retries + 1,
+                "r": retries, "reason": reason, "at": requested_at,
+            },
+        )  # fmt: skip
+
+
+DEMO_STEPS: list[DemoStep] = [_browsing_sessions, _question_sets]
 
 
 async def load_demo_data(engine: AsyncEngine) -> bool:
