@@ -1,4 +1,7 @@
-"""Entry point: one Temporal worker running every workflow and activity, plus /metrics.
+"""Entry point: the Temporal workers of one process, plus /metrics.
+
+One worker polls the main task queue (every workflow, the database activities); one polls
+the AI queue (TASK_QUEUE + "-ai"), running at most AI_MAX_CONCURRENCY LLM activities at once.
 
     python worker.py            # or: learning-jobs-worker
 
@@ -8,6 +11,7 @@ SIGTERM/SIGINT stop polling and give running activities WORKER_SHUTDOWN_GRACE_SE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -18,7 +22,8 @@ from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.registry import Dependencies, build_activities
+from activities.registry import Dependencies, build_activities, build_ai_activities
+from contracts.ai_processing import ai_task_queue
 from learning_platform.database import create_engine, resolve_database_url
 from learning_platform.job_gauges import read_gauges
 from learning_platform.logs import configure_logging
@@ -28,6 +33,7 @@ from learning_platform.metrics import (
     sdk_runtime_with_prometheus,
     serve_metrics,
 )
+from learning_platform.outbox_metrics import read_backlog
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from workflows import ALL_WORKFLOWS
@@ -51,26 +57,45 @@ def create_worker(client: Client, deps: Dependencies, task_queue: str | None = N
     )
 
 
+def create_workers(
+    client: Client, deps: Dependencies, task_queue: str | None = None
+) -> list[Worker]:
+    """The main queue's worker first, then the AI queue's (concurrency-capped) worker."""
+    main = create_worker(client, deps, task_queue)
+    ai = Worker(
+        client,
+        task_queue=ai_task_queue(main.task_queue),
+        activities=build_ai_activities(deps),
+        max_concurrent_activities=deps.settings.ai_max_concurrency,
+        identity=worker_identity(),
+        graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),
+    )
+    return [main, ai]
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     engine = create_engine(resolve_database_url(settings), settings.database_pool_size)
     runtime, sdk_metrics_url = sdk_runtime_with_prometheus()
     client = await connect(settings, runtime=runtime)
     REGISTRY.register(SdkMetricsCollector(sdk_metrics_url))
     REGISTRY.register(JobGaugeCollector(lambda: read_gauges(engine), asyncio.get_running_loop()))
+    REGISTRY.register(JobGaugeCollector(lambda: read_backlog(engine), asyncio.get_running_loop()))
     serve_metrics(settings.metrics_port)
 
     deps = Dependencies(settings=settings, engine=engine, temporal=client)
-    worker = create_worker(client, deps)
+    workers = create_workers(client, deps)
     log.info(
         "worker started",
         extra={
-            "task_queue": settings.task_queue,
-            "identity": worker.config()["identity"],
+            "task_queues": [worker.task_queue for worker in workers],
+            "identity": workers[0].config()["identity"],
             "metrics": f"http://localhost:{settings.metrics_port}/metrics",
         },
     )
     try:
-        async with worker:
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
             await stop.wait()
             log.info("shutting down: waiting for running activities")
     finally:

@@ -9,9 +9,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from activities.ai_processing import SessionAiActivities, SessionProcessingActivities
 from activities.browsing_sessions import BrowsingSessionActivities
+from activities.learn_stats import LearnStatsActivities
+from activities.outbox_handlers import build_handlers
+from activities.outbox_relay import OutboxRelayActivities
 from activities.question_sets import QuestionAiActivities, QuestionSetActivities
 from learning_platform.ai.question_ai import build_question_ai
+from learning_platform.ai.session_ai import build_session_ai
+from learning_platform.crawler import Crawler, CrawlPolicy, build_http_client
 from learning_platform.settings import Settings
 from learning_platform.storage import build_storage
 
@@ -26,17 +32,53 @@ class Dependencies:
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     """Activities for the main task queue (`TASK_QUEUE`); a new job family adds its own here."""
     sessions = BrowsingSessionActivities(deps.engine, deps.settings.cleanup_batch_size)
+    session_processing = SessionProcessingActivities(
+        deps.engine, deps.temporal, deps.settings.task_queue
+    )
     storage = build_storage(deps.settings)
     question_sets = QuestionSetActivities(deps.engine, storage, deps.settings)
-    question_ai = QuestionAiActivities(storage, build_question_ai(deps.settings))
+    relay = OutboxRelayActivities(
+        deps.engine, deps.settings, deps.temporal, build_handlers(deps.temporal, deps.settings)
+    )
+    stats = LearnStatsActivities(
+        deps.engine, deps.settings.timezone, deps.settings.learn_stats_batch_size
+    )
     return [
         sessions.fail_stale_sessions,
         sessions.record_active_sessions,
+        session_processing.start_session_workflows,
+        session_processing.load_session_work,
+        session_processing.complete_session,
+        session_processing.fail_session,
         question_sets.prepare_generation,
         question_sets.save_generated_questions,
         question_sets.fail_generation_attempt,
         question_sets.fail_stale_question_sets,
         question_sets.retry_failed_question_sets,
         question_sets.delete_unused_sources,
+        relay.drain_outbox,
+        relay.ensure_outbox_relay,
+        stats.reset_broken_streaks,
+        stats.recalculate_learn_stats,
+    ]
+
+
+def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+    """Activities for the AI task queue (`TASK_QUEUE` + "-ai"), whose workers run at most
+    AI_MAX_CONCURRENCY of them at once."""
+    settings = deps.settings
+    crawler = Crawler(
+        build_http_client(settings.crawler_timeout_seconds),
+        CrawlPolicy(
+            allowed_hosts=frozenset(host.lower() for host in settings.crawler_allowed_hosts),
+            max_bytes=settings.crawler_max_bytes,
+            max_redirects=settings.crawler_max_redirects,
+        ),
+    )
+    session_ai = SessionAiActivities(deps.engine, build_session_ai(settings), crawler)
+    question_ai = QuestionAiActivities(build_storage(settings), build_question_ai(settings))
+    return [
+        session_ai.summarize_page,
+        session_ai.build_mind_map,
         question_ai.generate_questions,
     ]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from contracts.ai_processing import AiProcessingInput
 from contracts.browsing_sessions import CleanupStaleSessionsInput, UpdateMetricsInput
+from contracts.learn_stats import LearnStatsDailyInput, LearnStatsWeeklyInput
+from contracts.outbox_relay import EnsureOutboxRelayInput
 from contracts.question_sets import (
     QuestionSetCleanupInput,
     QuestionSetRetryInput,
@@ -60,5 +63,41 @@ def declared_schedules(settings: Settings) -> list[JobSchedule]:
             cron="0 4 * * *",
             execution_timeout=timedelta(hours=2),
             catchup_window=timedelta(days=1),
+        ),
+        JobSchedule(
+            schedule_id="outbox-relay",
+            workflow="EnsureOutboxRelay",
+            arg=EnsureOutboxRelayInput(),
+            description="Watchdog: start the singleton outbox relay workflow if it is not running",
+            every=timedelta(minutes=1),
+            execution_timeout=timedelta(minutes=1),
+            catchup_window=timedelta(minutes=1),
+        ),
+        JobSchedule(
+            schedule_id="learn-stats-daily",
+            workflow="LearnStatsDaily",
+            arg=LearnStatsDailyInput(),
+            description="Reset the current streak of users with no learning yesterday",
+            cron="0 0 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=3),
+        ),
+        JobSchedule(
+            schedule_id="learn-stats-weekly",
+            workflow="LearnStatsWeekly",
+            arg=LearnStatsWeeklyInput(),
+            description="Reset weekly counters; recalculate cumulative stats from the records",
+            cron="0 4 * * 1",
+            execution_timeout=timedelta(hours=4),
+            catchup_window=timedelta(days=6),
+        ),
+        JobSchedule(
+            schedule_id="ai-processing",
+            workflow="AiProcessing",
+            arg=AiProcessingInput(batch_size=settings.ai_sweep_batch_size),
+            description="Each processing session gets its own workflow: crawl, summarise, mind map",
+            every=timedelta(minutes=5),
+            execution_timeout=timedelta(minutes=5),
+            catchup_window=timedelta(minutes=5),
         ),
     ]

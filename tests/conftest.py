@@ -25,7 +25,7 @@ from learning_platform.devstack import SEARCH_ATTRIBUTES, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.models import Base
 from learning_platform.settings import Settings
-from worker import create_worker
+from worker import create_workers
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +107,8 @@ def deps(settings: Settings, engine: AsyncEngine, client: Client) -> Dependencie
 
 @pytest.fixture
 async def worker(client: Client, deps: Dependencies) -> AsyncIterator[Worker]:
-    """The production worker wiring, on the test's own task queue."""
-    async with create_worker(client, deps) as running:
-        yield running
+    """The production worker wiring, on the test's own task queue; yields the main queue's
+    worker while the AI queue's worker runs beside it."""
+    main, ai = create_workers(client, deps)
+    async with ai, main:
+        yield main

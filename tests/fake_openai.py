@@ -37,6 +37,7 @@ from tests.loopback import serve_in_thread
 @dataclass
 class RecordedRequest:
     body: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def messages(self) -> list[dict[str, Any]]:

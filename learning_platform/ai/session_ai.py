@@ -182,12 +182,18 @@ class LlmSessionAi:
     async def build_mind_map(
         self, *, session_title: str, pages: list[SummarizedPage]
     ) -> tuple[MindMap, LlmUsage]:
-        listing = json.dumps([asdict(page) for page in pages], ensure_ascii=False)
+        # The budget is shared by the pages; each summary is cut, so the JSON stays valid.
         per_page = max(100, self._budget // max(1, len(pages)))
+        listing = json.dumps(
+            [
+                asdict(page) | {"summary": truncate_to_token_budget(page.summary, per_page)}
+                for page in pages
+            ],
+            ensure_ascii=False,
+        )
         return await self._llm.complete_json(
             system=MIND_MAP_SYSTEM,
-            user=f"Session: {session_title}\n\nPages (JSON):\n"
-            + truncate_to_token_budget(listing, per_page * len(pages)),
+            user=f"Session: {session_title}\n\nPages (JSON):\n{listing}",
             schema=MIND_MAP_SCHEMA,
             schema_name="mind_map",
             parse=mind_map_parser({page.url for page in pages}),

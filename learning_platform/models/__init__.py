@@ -1,5 +1,11 @@
 """SQLAlchemy models, one module per area; importing this package registers them all."""
 
+from learning_platform.models.ai_processing import (
+    MindMapRecord,
+    PageCrawl,
+    SessionLlmUsage,
+    UrlSummary,
+)
 from learning_platform.models.base import Base
 from learning_platform.models.browsing_sessions import (
     ACTIVE_STATUSES,
@@ -30,15 +36,19 @@ __all__ = [
     "LearnStats",
     "LearningDay",
     "LearningRecord",
+    "MindMapRecord",
     "Notification",
     "OutboxDeadLetter",
     "OutboxEvent",
+    "PageCrawl",
     "PageVisit",
     "Question",
     "QuestionSet",
     "QuestionSetStatus",
+    "SessionLlmUsage",
     "SessionStatus",
     "Source",
     "SourceStatus",
+    "UrlSummary",
     "User",
 ]

@@ -1,0 +1,28 @@
+"""Heartbeats for activities that wait on one long call (an LLM answer, a page download)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from temporalio import activity
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every_seconds: float = 2.0) -> AsyncIterator[None]:
+    """Heartbeat while the block runs, so a crashed worker's attempt is retried within the
+    heartbeat timeout instead of the (much longer) start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_seconds)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

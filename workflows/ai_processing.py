@@ -1,0 +1,200 @@
+"""ai-processing (the MindHit document, step 6.3): a sweeper that starts one workflow per
+processing session, and that per-session workflow: pages → summaries → mind map → completed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from contracts.ai_processing import (
+    BUILD_MIND_MAP,
+    COMPLETE_SESSION,
+    FAIL_SESSION,
+    LOAD_SESSION_WORK,
+    SESSION_WORKFLOW,
+    START_SESSION_WORKFLOWS,
+    SUMMARIZE_PAGE,
+    SWEEPER_WORKFLOW,
+    AiProcessingInput,
+    AiProcessingResult,
+    BuildMindMapParams,
+    CompleteSessionParams,
+    FailSessionParams,
+    MindMapResult,
+    PageRef,
+    PageSummaryResult,
+    ProcessSessionInput,
+    ProcessSessionResult,
+    SessionUsage,
+    SessionWork,
+    StartSessionWorkflowsParams,
+    StartSessionWorkflowsResult,
+    SummarizePageParams,
+    ai_task_queue,
+)
+from workflows.job_run import job_run
+
+DATABASE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+# Rate limits and outages of the LLM server: back off up to a minute, give up after ~5 minutes
+# (a `Retry-After` from the server replaces the computed delay).
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+)
+AI_ACTIVITY_TIMEOUT = timedelta(minutes=5)
+# Activities heartbeat every 2 s, so a killed worker's attempt is retried after this.
+AI_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+MAX_REASONS_LISTED = 3
+
+
+@workflow.defn(name=SWEEPER_WORKFLOW)
+class AiProcessing:
+    """Every processing session gets its own `session-<id>` workflow; batch by batch."""
+
+    @workflow.run
+    async def run(self, params: AiProcessingInput) -> AiProcessingResult:
+        totals = AiProcessingResult(sessions_found=0, workflows_started=0, already_running=0)
+        async with job_run("ai-processing") as run:
+            after = 0
+            while True:
+                batch: StartSessionWorkflowsResult = await workflow.execute_activity(
+                    START_SESSION_WORKFLOWS,
+                    StartSessionWorkflowsParams(after_session_id=after, limit=params.batch_size),
+                    result_type=StartSessionWorkflowsResult,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=DATABASE_RETRY,
+                )
+                totals.sessions_found += batch.found
+                totals.workflows_started += batch.started
+                totals.already_running += batch.already_running
+                if batch.last_session_id is None or batch.found < params.batch_size:
+                    break
+                after = batch.last_session_id
+            run.counts.update(
+                sessions=totals.sessions_found,
+                started=totals.workflows_started,
+                already_running=totals.already_running,
+            )
+        return totals
+
+
+@workflow.defn(name=SESSION_WORKFLOW)
+class ProcessSession:
+    @workflow.run
+    async def run(self, params: ProcessSessionInput) -> ProcessSessionResult:
+        session_id = params.session_id
+        work: SessionWork | None = await workflow.execute_activity(
+            LOAD_SESSION_WORK,
+            params,
+            result_type=SessionWork | None,  # type: ignore[arg-type]
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        if work is None or work.status != "processing":
+            workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
+            return ProcessSessionResult(session_id=session_id, outcome="skipped")
+        workflow.logger.info(
+            "processing session", extra={**_ids(session_id), "pages": len(work.pages)}
+        )
+        usage = SessionUsage(pages_total=len(work.pages))
+        pages = await asyncio.gather(*(self._summarize(session_id, page) for page in work.pages))
+        for page in pages:
+            usage.add(page.usage)
+        usage.pages_summarized = sum(1 for p in pages if p.outcome == "summarized")
+        usage.pages_cached = sum(1 for p in pages if p.outcome == "cached")
+        usage.pages_failed = sum(1 for p in pages if p.outcome == "failed")
+        readable = [p for p in pages if p.outcome != "failed"]
+        if not readable:
+            return await self._fail(session_id, _no_pages_reason(pages), usage)
+        try:
+            mind_map: MindMapResult = await _ai_activity(
+                BUILD_MIND_MAP, BuildMindMapParams(session_id, work.title, readable), MindMapResult
+            )
+        except ActivityError as exc:
+            return await self._fail(
+                session_id, f"the mind map could not be built: {_cause(exc)}", usage
+            )
+        usage.add(mind_map.usage)
+        await workflow.execute_activity(
+            COMPLETE_SESSION,
+            CompleteSessionParams(session_id=session_id, mind_map=mind_map, usage=usage),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        workflow.logger.info(
+            "session processing completed",
+            extra={**_ids(session_id), "outcome": "completed", "llm_requests": usage.requests},
+        )
+        return ProcessSessionResult(session_id=session_id, outcome="completed", usage=usage)
+
+    async def _summarize(self, session_id: int, page: PageRef) -> PageSummaryResult:
+        try:
+            result: PageSummaryResult = await _ai_activity(
+                SUMMARIZE_PAGE,
+                SummarizePageParams(session_id=session_id, url=page.url, title=page.title),
+                PageSummaryResult,
+            )
+        except ActivityError as exc:
+            return PageSummaryResult(page.url, page.title, "failed", error=_cause(exc))
+        return result
+
+    async def _fail(
+        self, session_id: int, reason: str, usage: SessionUsage
+    ) -> ProcessSessionResult:
+        await workflow.execute_activity(
+            FAIL_SESSION,
+            FailSessionParams(session_id=session_id, reason=reason, usage=usage),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        workflow.logger.warning(
+            "session processing completed",
+            extra={**_ids(session_id), "outcome": "failed", "reason": reason},
+        )
+        return ProcessSessionResult(session_id, outcome="failed", reason=reason, usage=usage)
+
+
+async def _ai_activity(name: str, arg: Any, result_type: type) -> Any:
+    """An activity on the AI task queue of this workflow's queue, with the LLM retry policy."""
+    return await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        task_queue=ai_task_queue(workflow.info().task_queue),
+        start_to_close_timeout=AI_ACTIVITY_TIMEOUT,
+        heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
+        retry_policy=LLM_RETRY,
+    )
+
+
+def _ids(session_id: int) -> dict[str, object]:
+    return {"session_id": session_id}
+
+
+def _cause(exc: ActivityError) -> str:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause or exc)
+
+
+def _no_pages_reason(pages: list[PageSummaryResult]) -> str:
+    if not pages:
+        return "the session has no visited pages to build a mind map from"
+    listed = "; ".join(f"{p.url}: {p.error}" for p in pages[:MAX_REASONS_LISTED])
+    more = len(pages) - MAX_REASONS_LISTED
+    suffix = f"; and {more} more" if more > 0 else ""
+    return f"none of the {len(pages)} visited pages could be summarised ({listed}{suffix})"
