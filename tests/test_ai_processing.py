@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import sessions as sessions_cli
 from activities.registry import Dependencies
 from contracts.ai_processing import (
     AiProcessingInput,
@@ -309,3 +310,22 @@ async def test_starting_now_leaves_a_running_workflow_alone(
     with pytest.raises(SessionNotWaitingError, match="is completed"):
         await process_session_now(client, engine, session_id=done, task_queue=queue)
     assert len(await rows(engine, "SELECT 1 FROM notifications")) == 2
+
+
+async def test_cli_starts_a_session_and_reports_its_outcome(
+    engine: AsyncEngine,
+    client: Client,
+    ai_worker: Worker,
+    ai_settings: Settings,
+    pages: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    user = await add_user(engine)
+    session = await add_processing_session(engine, user, [f"{pages}/article/0"])
+
+    assert await sessions_cli.process(ai_settings, session, wait=True) == 0
+    assert await sessions_cli.process(ai_settings, session, wait=False) == 1
+
+    out, err = capsys.readouterr()
+    assert f"session-{session} started" in out and f"session-{session} completed" in out
+    assert f"session {session} is completed, not processing" in err
