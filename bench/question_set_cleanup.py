@@ -1,0 +1,201 @@
+"""question-set-cleanup over 100,000 question sets of which 20,000 are stale.
+
+Measured in one run, on the same data restored before each measurement (median of --runs):
+  job  — the QuestionSetCleanup workflow on the dev server, with the production worker: bounded
+         batches (CLEANUP_BATCH_SIZE), version bump, and a notification for every stale set
+         that has no retry left (a quarter of them here)
+  raw  — one UPDATE statement over all stale rows, with no notifications (the floor)
+
+    .venv/bin/python -m bench.question_set_cleanup [--sets N] [--stale N] [--runs N]
+                                                   [--batch-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.stack import bench_stack, timed
+from contracts.question_sets import QuestionSetCleanupInput
+from learning_platform import question_sets
+from workflows.question_sets import QuestionSetCleanup
+
+SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+CUTOFF = SCHEDULED - timedelta(minutes=60)
+STALE_AT = CUTOFF - timedelta(minutes=30)
+
+
+async def load(engine: AsyncEngine, sets: int, stale: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE users, sources RESTART IDENTITY CASCADE"))
+        await conn.execute(text("INSERT INTO users (email, display_name) VALUES ('b@x', 'b')"))
+        await conn.execute(
+            text(
+                "INSERT INTO sources (user_id, title, storage_key, content_type, size_bytes) "
+                "VALUES (1, 'notes', 'notes.txt', 'text/plain', 1)"
+            )
+        )
+        # Stale rows spread through the table; the rest is a production-like mix of fresh
+        # pending, completed and failed sets.
+        await conn.execute(
+            text(
+                "INSERT INTO question_sets (user_id, source_id, title, status, retry_count, "
+                "attempt, requested_at) "
+                "SELECT 1, 1, 'Quiz ' || n, "
+                "CASE WHEN n % :every = 0 AND n / :every <= :stale THEN 'pending' "
+                "     ELSE (ARRAY['pending', 'completed', 'completed', 'failed'])[1 + n % 4] END, "
+                "n % 4, 1 + n % 4, "
+                "CASE WHEN n % :every = 0 AND n / :every <= :stale "
+                "THEN CAST(:old AS timestamptz) ELSE CAST(:fresh AS timestamptz) END "
+                "FROM generate_series(1, :n) n"
+            ),
+            {
+                "n": sets,
+                "stale": stale,
+                "every": sets // stale,
+                "old": STALE_AT,
+                "fresh": CUTOFF + timedelta(minutes=10),
+            },
+        )
+
+
+async def restore(engine: AsyncEngine) -> int:
+    """Undo a cleanup: the sets it failed are pending again, its notifications gone; VACUUM."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE question_sets SET status = 'pending', failure_reason = NULL "
+                "WHERE requested_at = :old"
+            ),
+            {"old": STALE_AT},
+        )
+        await conn.execute(text("TRUNCATE notifications"))
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE question_sets, notifications"))
+        stale = await conn.scalar(
+            text(
+                "SELECT count(*) FROM question_sets WHERE status = 'pending' AND requested_at < :c"
+            ),
+            {"c": CUTOFF},
+        )
+        return int(stale or 0)
+
+
+async def raw_update(engine: AsyncEngine) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "UPDATE question_sets SET status = 'failed', failure_reason = 'timed out', "
+                "version = version + 1, updated_at = now() "
+                "WHERE status = 'pending' AND requested_at < :c"
+            ),
+            {"c": CUTOFF},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def raw_update_and_notify(engine: AsyncEngine) -> int:
+    """The raw UPDATE plus the same notifications the job writes, in one statement."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "WITH failed AS (UPDATE question_sets SET status = 'failed', "
+                "failure_reason = 'timed out', version = version + 1, updated_at = now() "
+                "WHERE status = 'pending' AND requested_at < :c "
+                "RETURNING id, user_id, attempt, retry_count), "
+                "notified AS (INSERT INTO notifications (user_id, kind, payload, dedupe_key) "
+                "SELECT user_id, 'question_set.failed', jsonb_build_object('id', id), "
+                "'qs-' || id || '-' || attempt FROM failed WHERE retry_count >= 3) "
+                "SELECT count(*) FROM failed"
+            ),
+            {"c": CUTOFF},
+        )
+        return int(result.scalar_one())
+
+
+async def batches_alone(engine: AsyncEngine, batch_size: int) -> int:
+    """The job's SQL (learning_platform.question_sets.fail_stale_batch) without Temporal."""
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            failed = await question_sets.fail_stale_batch(
+                conn, cutoff=CUTOFF, reason="timed out", limit=batch_size
+            )
+        total += failed
+        if failed < batch_size:
+            return total
+
+
+async def median_seconds(
+    engine: AsyncEngine, runs: int, action: Callable[[], Awaitable[int]], expected: int
+) -> float:
+    durations = []
+    for _ in range(runs):
+        assert await restore(engine) == expected
+        seconds, changed = await timed(action)
+        assert changed == expected, (changed, expected)
+        durations.append(seconds)
+    return statistics.median(durations)
+
+
+async def main(sets: int, stale: int, runs: int, batch_size: int) -> None:
+    async with bench_stack(cleanup_batch_size=batch_size) as stack:
+        print(f"loading {sets:,} question sets, {stale:,} stale ...", flush=True)
+        await load(stack.engine, sets, stale)
+
+        async def job() -> int:
+            result = await stack.client.execute_workflow(
+                QuestionSetCleanup.run,
+                QuestionSetCleanupInput(scheduled_time=SCHEDULED),
+                id=f"bench-qs-cleanup-{uuid.uuid4()}",
+                task_queue=stack.settings.task_queue,
+            )
+            return result.failed_sets
+
+        await job()  # warm-up: worker, connection pool, plans
+        raw_seconds = await median_seconds(
+            stack.engine, runs, lambda: raw_update(stack.engine), stale
+        )
+        raw_notify_seconds = await median_seconds(
+            stack.engine, runs, lambda: raw_update_and_notify(stack.engine), stale
+        )
+        batches_seconds = await median_seconds(
+            stack.engine, runs, lambda: batches_alone(stack.engine, batch_size), stale
+        )
+        job_seconds = await median_seconds(stack.engine, runs, job, stale)
+        assert await restore(stack.engine) == stale
+        await job()
+        async with stack.engine.connect() as conn:
+            notified = await conn.scalar(text("SELECT count(*) FROM notifications"))
+
+    print(f"batch size               {stack.settings.cleanup_batch_size:,}")
+    print(f"notifications written    {notified:,} (sets with no retry left)")
+    print(f"raw UPDATE               {raw_seconds:8.3f} s   (median of {runs})")
+    print(f"raw UPDATE + notify      {raw_notify_seconds:8.3f} s")
+    print(
+        f"job's batches, no Temporal {batches_seconds:6.3f} s   "
+        f"batches / raw = {batches_seconds / raw_seconds:.2f}x"
+    )
+    print(
+        f"job (Temporal workflow)  {job_seconds:8.3f} s   "
+        f"job / raw = {job_seconds / raw_seconds:.2f}x (target <= 1.5x), "
+        f"job / (raw + notify) = {job_seconds / raw_notify_seconds:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=100_000)
+    parser.add_argument("--stale", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    args = parser.parse_args()
+    asyncio.run(main(args.sets, args.stale, args.runs, args.batch_size))
