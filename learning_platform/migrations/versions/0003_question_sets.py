@@ -6,6 +6,7 @@ Create Date: 2026-11-24
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,7 +21,7 @@ NOW = sa.text("now()")
 MAX_RETRIES = 3
 
 
-def _timestamp(name: str) -> sa.Column[sa.DateTime]:
+def _timestamp(name: str) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=NOW)
 
 
