@@ -57,17 +57,17 @@ class BrowsingSessionActivities:
             position = positions.get(status, SweepPosition(status, BEGINNING, 0))
             while True:
                 async with self._engine.begin() as conn:
-                    failed, position = await browsing_sessions.fail_stale_batch(
+                    batch = await browsing_sessions.fail_stale_batch(
                         conn,
                         after=position,
                         cutoff=params.cutoff,
                         reason=params.reason,
                         limit=self._batch_size,
                     )
-                total += failed
-                positions[status] = position
+                total += batch.failed
+                position = positions[status] = batch.position
                 activity.heartbeat(total, {s: _encode(p) for s, p in positions.items()})
-                if failed < self._batch_size:
+                if batch.read < self._batch_size:
                     break
         return total
 

@@ -14,7 +14,12 @@ from learning_platform.models import ACTIVE_STATUSES, BrowsingSession
 # row of the previous one. Restarting every batch from the beginning of the index would re-read
 # the dead index entries that earlier batches left behind (status is indexed, so these updates
 # are never HOT) and make the sweep quadratic: 5x slower than one UPDATE at 300 k rows.
-# SKIP LOCKED lets a concurrent run or the app keep its rows; they are not waited for.
+#
+# The batch is read without `FOR UPDATE SKIP LOCKED`: the UPDATE re-checks the stale condition
+# on each row's latest version instead (READ COMMITTED re-evaluates it after waiting for a
+# concurrent writer). A session the app touched meanwhile, or one a concurrent sweep already
+# failed, is left alone, and no row is written twice; taking row locks first would write every
+# row twice (lock, then update) and made the job 2.4x slower than one UPDATE.
 _FAIL_STALE_BATCH = text(
     """
     WITH batch AS (
@@ -23,15 +28,15 @@ _FAIL_STALE_BATCH = text(
            AND (updated_at, id) > (:after_updated_at, :after_id)
          ORDER BY updated_at, id
          LIMIT :limit
-           FOR UPDATE SKIP LOCKED
     ), failed AS (
         UPDATE sessions SET status = 'failed', failure_reason = :reason, updated_at = now()
-          FROM batch
-         WHERE sessions.id = batch.id
-        RETURNING batch.updated_at, batch.id
+         WHERE id = ANY (ARRAY(SELECT id FROM batch))
+           AND status = :status AND updated_at < :cutoff
+        RETURNING id
     )
-    SELECT (SELECT count(*) FROM failed) AS failed, updated_at, id
-      FROM failed ORDER BY updated_at DESC, id DESC LIMIT 1
+    SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM failed) AS failed,
+           updated_at, id
+      FROM batch ORDER BY updated_at DESC, id DESC LIMIT 1
     """
 )
 
@@ -45,12 +50,19 @@ class SweepPosition:
     id: int
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    read: int
+    failed: int
+    position: SweepPosition
+
+
 async def fail_stale_batch(
     conn: AsyncConnection, *, after: SweepPosition, cutoff: datetime, reason: str, limit: int
-) -> tuple[int, SweepPosition]:
-    """Mark the next `limit` sessions of `after.status` last updated before `cutoff` as failed.
+) -> BatchOutcome:
+    """Fail the next `limit` sessions of `after.status` last updated before `cutoff`.
 
-    Returns how many it failed and the position to continue from.
+    `read < limit` means the sweep of this status is complete.
     """
     row = (
         await conn.execute(
@@ -66,8 +78,8 @@ async def fail_stale_batch(
         )
     ).one_or_none()
     if row is None:
-        return 0, after
-    return int(row.failed), SweepPosition(after.status, row.updated_at, row.id)
+        return BatchOutcome(0, 0, after)
+    return BatchOutcome(row.read, row.failed, SweepPosition(after.status, row.updated_at, row.id))
 
 
 async def count_active(conn: AsyncConnection) -> int:
