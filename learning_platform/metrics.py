@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # Gauges that jobs store in `job_gauges`: name → help text. Only these are exported.
 JOB_GAUGES: Mapping[str, str] = {
     "mindhit_sessions_active": "Sessions recording or paused, as last counted by update-metrics",
+    "outbox_backlog_events": "Outbox events not yet delivered (read at scrape time)",
+    "outbox_oldest_pending_age_seconds": "Age of the oldest undelivered outbox event",
 }
 
 

@@ -1,0 +1,111 @@
+"""The relay's long-running drain activity and the watchdog's start-if-not-running activity."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from contracts.outbox_relay import (
+    DRAIN_OUTBOX,
+    ENSURE_OUTBOX_RELAY,
+    OUTBOX_RELAY_WORKFLOW,
+    RELAY_WORKFLOW_ID,
+    DrainOutboxParams,
+    DrainOutboxResult,
+    EnsureOutboxRelayResult,
+    OutboxRelayInput,
+)
+from learning_platform.outbox_relay import EventHandler, RetryPolicy, relay_batch
+from learning_platform.settings import Settings
+
+NOTIFY_CHANNEL = "outbox_events"
+
+
+def relay_workflow_id(settings: Settings) -> str:
+    return f"{settings.schedule_id_prefix}{RELAY_WORKFLOW_ID}"
+
+
+@contextlib.asynccontextmanager
+async def outbox_notifications(engine: AsyncEngine) -> AsyncIterator[asyncio.Event]:
+    """An event set whenever a transaction that inserted outbox events commits."""
+    wake = asyncio.Event()
+
+    def on_notify(*_: Any) -> None:
+        wake.set()
+
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        listener = raw.driver_connection
+        assert listener is not None
+        await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+        try:
+            yield wake
+        finally:
+            await listener.remove_listener(NOTIFY_CHANNEL, on_notify)
+
+
+class OutboxRelayActivities:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        temporal: Client,
+        handlers: Mapping[str, EventHandler],
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._temporal = temporal
+        self._handlers = handlers
+        self._retry = RetryPolicy(
+            max_attempts=settings.outbox_max_attempts,
+            base_seconds=settings.outbox_retry_base_seconds,
+            max_seconds=settings.outbox_retry_max_seconds,
+        )
+
+    @activity.defn(name=DRAIN_OUTBOX)
+    async def drain_outbox(self, params: DrainOutboxParams) -> DrainOutboxResult:
+        """Deliver batches while there are events; between them, sleep until a NOTIFY (or the
+        poll interval, which also picks up events whose retry delay ran out)."""
+        result = DrainOutboxResult(delivered=0, failed=0, dead_lettered=0)
+        deadline = time.monotonic() + params.run_seconds
+        batch_size = self._settings.outbox_batch_size
+        async with outbox_notifications(self._engine) as wake:
+            while time.monotonic() < deadline and not activity.is_worker_shutdown():
+                wake.clear()  # before the batch: a commit during it triggers the next one
+                outcome = await relay_batch(
+                    self._engine, self._handlers, limit=batch_size, retry=self._retry
+                )
+                result.delivered += outcome.delivered
+                result.failed += outcome.failed
+                result.dead_lettered += outcome.dead_lettered
+                activity.heartbeat(result.delivered)
+                if outcome.claimed < batch_size:
+                    timeout = min(self._settings.outbox_poll_seconds, deadline - time.monotonic())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), max(timeout, 0))
+        activity.logger.info(
+            "outbox drained",
+            extra={"delivered": result.delivered, "failed": result.failed,
+                   "dead_lettered": result.dead_lettered},
+        )  # fmt: skip
+        return result
+
+    @activity.defn(name=ENSURE_OUTBOX_RELAY)
+    async def ensure_outbox_relay(self) -> EnsureOutboxRelayResult:
+        """Start the singleton relay unless it runs; Temporal allows one open run per id."""
+        handle = await self._temporal.start_workflow(
+            OUTBOX_RELAY_WORKFLOW,
+            OutboxRelayInput(drain_seconds=self._settings.outbox_drain_minutes * 60),
+            id=relay_workflow_id(self._settings),
+            task_queue=self._settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return EnsureOutboxRelayResult(workflow_id=handle.id, run_id=handle.result_run_id or "")

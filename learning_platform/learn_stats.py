@@ -1,0 +1,268 @@
+"""Learning records and the per-user statistics derived from them (set-based SQL).
+
+Streaks are derived from `learning_days`, the distinct calendar days (SCHEDULE_TIMEZONE) on
+which a user learned: a duplicate event adds no day and an out-of-order one fills in its day,
+so recomputing the run of consecutive days always gives the same answer whatever the order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from learning_platform.outbox import enqueue_event
+
+LEARNING_RECORDED = "learning.recorded"
+
+
+async def record_learning(
+    conn: AsyncConnection, *, user_id: int, question_id: int, solved_at: datetime, correct: bool
+) -> int:
+    """Store one solved question and its `learning.recorded` event in the caller's transaction.
+
+    The event's aggregate is the user, so one user's events are delivered in order.
+    """
+    record_id = (
+        await conn.execute(
+            text(
+                "INSERT INTO learning_records (user_id, question_id, solved_at, correct) "
+                "VALUES (:u, :q, :t, :c) RETURNING id"
+            ),
+            {"u": user_id, "q": question_id, "t": solved_at, "c": correct},
+        )
+    ).scalar_one()
+    await enqueue_event(
+        conn,
+        aggregate_type="user",
+        aggregate_id=user_id,
+        event_type=LEARNING_RECORDED,
+        payload={"learning_record_id": record_id},
+    )
+    return int(record_id)
+
+
+# Marks the records applied (a record already applied by a duplicate event is not returned),
+# adds their days, and adds their counts. Weekly counters follow the latest week seen: a record
+# of an older week than `week_start` (late, after the weekly reset) counts only in the totals.
+# PostgreSQL runs every data-modifying CTE to completion, read or not.
+_APPLY_RECORDS = text(
+    """
+    WITH applied AS (
+        UPDATE learning_records SET stats_applied = true
+         WHERE id = ANY(CAST(:ids AS bigint[])) AND NOT stats_applied
+        RETURNING user_id, correct, CAST(solved_at AT TIME ZONE :tz AS date) AS day
+    ), new_days AS (
+        INSERT INTO learning_days (user_id, day)
+        SELECT DISTINCT user_id, day FROM applied ORDER BY user_id, day
+        ON CONFLICT DO NOTHING
+        RETURNING user_id
+    ), weeks AS (
+        SELECT user_id, CAST(date_trunc('week', day) AS date) AS week,
+               count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
+          FROM applied GROUP BY 1, 2
+    ), per_user AS (
+        SELECT user_id, sum(solved) AS solved, sum(correct) AS correct, max(week) AS week,
+               (array_agg(solved ORDER BY week DESC))[1] AS week_solved,
+               (array_agg(correct ORDER BY week DESC))[1] AS week_correct
+          FROM weeks GROUP BY user_id
+    ), upserted AS (
+        INSERT INTO learn_stats AS s (user_id, total_solved, total_correct, week_start,
+                                      weekly_solved, weekly_correct, version)
+        SELECT user_id, solved, correct, week, week_solved, week_correct, 1
+          FROM per_user ORDER BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET
+            total_solved = s.total_solved + EXCLUDED.total_solved,
+            total_correct = s.total_correct + EXCLUDED.total_correct,
+            weekly_solved = CASE
+                WHEN s.week_start IS NULL OR EXCLUDED.week_start > s.week_start
+                    THEN EXCLUDED.weekly_solved
+                WHEN EXCLUDED.week_start = s.week_start
+                    THEN s.weekly_solved + EXCLUDED.weekly_solved
+                ELSE s.weekly_solved END,
+            weekly_correct = CASE
+                WHEN s.week_start IS NULL OR EXCLUDED.week_start > s.week_start
+                    THEN EXCLUDED.weekly_correct
+                WHEN EXCLUDED.week_start = s.week_start
+                    THEN s.weekly_correct + EXCLUDED.weekly_correct
+                ELSE s.weekly_correct END,
+            week_start = GREATEST(s.week_start, EXCLUDED.week_start),
+            version = s.version + 1,
+            updated_at = now()
+    )
+    SELECT DISTINCT user_id FROM new_days
+    """
+)
+
+# Runs of consecutive days per user ("gaps and islands": day minus its rank is constant within
+# a run). `latest_run` is the run ending at the user's last day.
+_STREAKS = """
+    runs AS (
+        SELECT user_id, count(*) AS length, max(day) AS last_day
+          FROM (SELECT user_id, day,
+                       day - CAST(row_number() OVER (PARTITION BY user_id ORDER BY day) AS int)
+                           AS run
+                  FROM learning_days WHERE {users}) numbered
+         GROUP BY user_id, run
+    ), streaks AS (
+        SELECT DISTINCT ON (user_id) user_id, length AS latest_run, last_day,
+               max(length) OVER (PARTITION BY user_id) AS longest
+          FROM runs ORDER BY user_id, last_day DESC
+    )
+"""
+
+# A streak is alive while its last day is today or yesterday; the handler knows only the wall
+# clock, the daily job uses its scheduled time (see reset_broken_streaks_batch).
+_UPDATE_STREAKS = text(
+    "WITH"
+    + _STREAKS.format(users="user_id = ANY(CAST(:users AS bigint[]))")
+    + """
+    UPDATE learn_stats s
+       SET last_learned_date = k.last_day,
+           longest_streak = k.longest,
+           current_streak = CASE
+               WHEN k.last_day >= CAST(now() AT TIME ZONE :tz AS date) - 1 THEN k.latest_run
+               ELSE 0 END
+      FROM streaks k
+     WHERE s.user_id = k.user_id
+    """
+)
+
+
+async def apply_learning_records(
+    conn: AsyncConnection, record_ids: Sequence[int], timezone: str
+) -> None:
+    """Count the records into learn_stats, at most once each (the `learning.recorded` effect)."""
+    new_day_users = (
+        await conn.execute(_APPLY_RECORDS, {"ids": list(record_ids), "tz": timezone})
+    ).scalars()
+    users = sorted(new_day_users)
+    if users:
+        await conn.execute(_UPDATE_STREAKS, {"users": users, "tz": timezone})
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    changed: int
+    # Keyset position for the next batch; None once the table is exhausted.
+    next_after: int | None
+
+
+# Keyset batches over all users: every row is visited exactly once, and rows a concurrent
+# handler holds are waited for, not skipped. The UPDATE re-checks its condition on the newest
+# row version, so a day recorded meanwhile keeps its streak.
+_RESET_BROKEN_STREAKS = text(
+    """
+    WITH batch AS (
+        SELECT user_id FROM learn_stats WHERE user_id > :after ORDER BY user_id LIMIT :limit
+    ), reset AS (
+        UPDATE learn_stats s
+           SET current_streak = 0, version = s.version + 1, updated_at = now()
+         WHERE s.user_id IN (SELECT user_id FROM batch)
+           AND s.current_streak > 0
+           AND (s.last_learned_date IS NULL OR s.last_learned_date < :yesterday)
+        RETURNING 1
+    )
+    SELECT (SELECT max(user_id) FROM batch) AS last_user,
+           (SELECT count(*) FROM batch) AS visited,
+           (SELECT count(*) FROM reset) AS changed
+    """
+)
+
+
+async def reset_broken_streaks_batch(
+    conn: AsyncConnection, *, yesterday: date, after: int, limit: int
+) -> BatchProgress:
+    """Zero the current streak of users whose last learning day is before `yesterday`."""
+    row = (
+        await conn.execute(
+            _RESET_BROKEN_STREAKS, {"after": after, "limit": limit, "yesterday": yesterday}
+        )
+    ).one()
+    next_after = row.last_user if row.visited == limit else None
+    return BatchProgress(changed=int(row.changed), next_after=next_after)
+
+
+_LOCK_USERS = text(
+    """
+    SELECT min(user_id) AS first_user, max(user_id) AS last_user, count(*) AS visited
+      FROM (SELECT user_id FROM learn_stats WHERE user_id > :after
+             ORDER BY user_id LIMIT :limit FOR UPDATE) locked
+    """
+)
+
+# Run after the batch's rows are locked, in a new statement: its snapshot then includes every
+# handler that committed before, and a handler still running waits for this transaction and
+# adds its records afterwards (they are not yet marked applied, so they are not counted here).
+_RECALCULATE = text(
+    "WITH"
+    + _STREAKS.format(users="user_id BETWEEN :first AND :last")
+    + """
+    , totals AS (
+        SELECT user_id, count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
+          FROM learning_records
+         WHERE user_id BETWEEN :first AND :last AND stats_applied
+         GROUP BY user_id
+    ), fresh AS (
+        SELECT s.user_id,
+               coalesce(t.solved, 0) AS total_solved,
+               coalesce(t.correct, 0) AS total_correct,
+               coalesce(k.longest, 0) AS longest_streak,
+               k.last_day AS last_learned_date,
+               CASE WHEN k.last_day >= :yesterday THEN k.latest_run ELSE 0 END AS current_streak,
+               (s.total_solved, s.total_correct, s.longest_streak, s.last_learned_date,
+                s.current_streak)
+                 IS DISTINCT FROM
+               (coalesce(t.solved, 0), coalesce(t.correct, 0), coalesce(k.longest, 0),
+                k.last_day, CASE WHEN k.last_day >= :yesterday THEN k.latest_run ELSE 0 END)
+                 AS corrected,
+               s.week_start IS NULL OR s.week_start < :week_start AS new_week
+          FROM learn_stats s
+          LEFT JOIN totals t USING (user_id)
+          LEFT JOIN streaks k USING (user_id)
+         WHERE s.user_id BETWEEN :first AND :last
+    ), updated AS (
+        UPDATE learn_stats s
+           SET total_solved = f.total_solved,
+               total_correct = f.total_correct,
+               longest_streak = f.longest_streak,
+               last_learned_date = f.last_learned_date,
+               current_streak = f.current_streak,
+               weekly_solved = CASE WHEN f.new_week THEN 0 ELSE s.weekly_solved END,
+               weekly_correct = CASE WHEN f.new_week THEN 0 ELSE s.weekly_correct END,
+               week_start = CASE WHEN f.new_week THEN :week_start ELSE s.week_start END,
+               version = s.version + 1,
+               updated_at = now()
+          FROM fresh f
+         WHERE s.user_id = f.user_id AND (f.corrected OR f.new_week)
+        RETURNING f.corrected
+    )
+    SELECT count(*) FILTER (WHERE corrected) FROM updated
+    """
+)
+
+
+async def recalculate_batch(
+    conn: AsyncConnection, *, week_start: date, yesterday: date, after: int, limit: int
+) -> BatchProgress:
+    """Reset weekly counters to the week starting `week_start` and recompute the cumulative
+    statistics from the records; `changed` counts users whose cumulative values were wrong."""
+    locked = (await conn.execute(_LOCK_USERS, {"after": after, "limit": limit})).one()
+    if not locked.visited:
+        return BatchProgress(changed=0, next_after=None)
+    corrected = (
+        await conn.execute(
+            _RECALCULATE,
+            {
+                "first": locked.first_user,
+                "last": locked.last_user,
+                "yesterday": yesterday,
+                "week_start": week_start,
+            },
+        )
+    ).scalar_one()
+    next_after = locked.last_user if locked.visited == limit else None
+    return BatchProgress(changed=int(corrected), next_after=next_after)

@@ -1,0 +1,63 @@
+"""learn-stats-daily and learn-stats-weekly (the Pullit document, section 3)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from contracts.learn_stats import (
+    RECALCULATE_LEARN_STATS,
+    RESET_BROKEN_STREAKS,
+    LearnStatsDailyInput,
+    LearnStatsDailyResult,
+    LearnStatsJobParams,
+    LearnStatsWeeklyInput,
+    LearnStatsWeeklyResult,
+)
+from workflows.job_run import job_run, scheduled_time
+
+DATABASE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+
+
+@workflow.defn(name="LearnStatsDaily")
+class LearnStatsDaily:
+    """Users with no learning on the day before the scheduled time lose their current streak."""
+
+    @workflow.run
+    async def run(self, params: LearnStatsDailyInput) -> LearnStatsDailyResult:
+        async with job_run("learn-stats-daily") as run:
+            result: LearnStatsDailyResult = await workflow.execute_activity(
+                RESET_BROKEN_STREAKS,
+                LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
+                result_type=LearnStatsDailyResult,
+                start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=DATABASE_RETRY,
+            )
+            run.counts.update(yesterday=result.yesterday, reset_streaks=result.reset_streaks)
+        return result
+
+
+@workflow.defn(name="LearnStatsWeekly")
+class LearnStatsWeekly:
+    """Weekly counters start a new week; cumulative statistics are recomputed from the records."""
+
+    @workflow.run
+    async def run(self, params: LearnStatsWeeklyInput) -> LearnStatsWeeklyResult:
+        async with job_run("learn-stats-weekly") as run:
+            result: LearnStatsWeeklyResult = await workflow.execute_activity(
+                RECALCULATE_LEARN_STATS,
+                LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
+                result_type=LearnStatsWeeklyResult,
+                start_to_close_timeout=timedelta(hours=3),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=DATABASE_RETRY,
+            )
+            run.counts.update(week_start=result.week_start, corrected_users=result.corrected_users)
+        return result

@@ -1,0 +1,62 @@
+"""The outbox relay: a singleton workflow running long, heartbeating drain activities, and the
+`outbox-relay` watchdog job that starts it when it is not running."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from contracts.outbox_relay import (
+    DRAIN_OUTBOX,
+    ENSURE_OUTBOX_RELAY,
+    OUTBOX_RELAY_WORKFLOW,
+    DrainOutboxParams,
+    DrainOutboxResult,
+    EnsureOutboxRelayInput,
+    EnsureOutboxRelayResult,
+    OutboxRelayInput,
+)
+from workflows.job_run import job_run
+
+# Never give up: a relay that stops retrying stops every event.
+RELAY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+@workflow.defn(name=OUTBOX_RELAY_WORKFLOW)
+class OutboxRelay:
+    @workflow.run
+    async def run(self, params: OutboxRelayInput) -> None:
+        for _ in range(params.drains_per_run):
+            await workflow.execute_activity(
+                DRAIN_OUTBOX,
+                DrainOutboxParams(run_seconds=params.drain_seconds),
+                result_type=DrainOutboxResult,
+                start_to_close_timeout=timedelta(seconds=params.drain_seconds + 120),
+                # A crashed worker's drain is taken over this soon by another worker.
+                heartbeat_timeout=timedelta(seconds=20),
+                retry_policy=RELAY_RETRY,
+            )
+            if workflow.info().is_continue_as_new_suggested():
+                break
+        workflow.continue_as_new(params)
+
+
+@workflow.defn(name="EnsureOutboxRelay")
+class EnsureOutboxRelay:
+    @workflow.run
+    async def run(self, params: EnsureOutboxRelayInput) -> EnsureOutboxRelayResult:
+        async with job_run("outbox-relay") as run:
+            started: EnsureOutboxRelayResult = await workflow.execute_activity(
+                ENSURE_OUTBOX_RELAY,
+                result_type=EnsureOutboxRelayResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+            run.counts.update(relay_run_id=started.run_id)
+        return started
