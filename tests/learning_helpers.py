@@ -54,11 +54,11 @@ async def drain(
     *,
     limit: int = 100,
     retry: RetryPolicy = FAST_RETRY,
-    timeout: float = 20,
+    within: float = 20,
 ) -> BatchOutcome:
     """Relay batches until the outbox is empty (retry delays are waited out by polling)."""
     total = BatchOutcome()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while await pending_events(engine):
         assert time.monotonic() < deadline, "outbox not drained in time"
         outcome = await relay_batch(engine, handlers, limit=limit, retry=retry)
@@ -83,10 +83,10 @@ async def stats(engine: AsyncEngine, user_id: int) -> dict[str, Any]:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], timeout: float = 20, interval: float = 0.05
+    condition: Callable[[], Awaitable[bool]], within: float = 20, interval: float = 0.05
 ) -> None:
     """Poll with a deadline, for state that has no event to await."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(interval)

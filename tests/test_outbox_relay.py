@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio.client import Client
+
+from activities.registry import Dependencies
+from contracts.outbox_relay import EnsureOutboxRelayInput, OutboxRelayInput
+from contracts.question_sets import generation_workflow_id
+from learning_platform.database import create_engine
+from learning_platform.outbox_relay import EventHandler, MalformedEvent, PendingEvent, relay_batch
+from learning_platform.settings import Settings
+from tests.factories import add_user
+from tests.learning_helpers import (
+    FAST_RETRY,
+    drain,
+    enqueue,
+    pending_events,
+    production_handlers,
+    record,
+    stats,
+    wait_for,
+)
+from tests.worker_process import PROJECT_ROOT, running_worker, worker_env
+from worker import create_worker
+from workflows.outbox_relay import EnsureOutboxRelay, OutboxRelay
+
+EVENT = "test.event"
+
+
+@pytest.fixture
+async def deliveries(engine: AsyncEngine) -> AsyncIterator[None]:
+    """What a test handler delivered, written in the relay's transaction: only committed
+    deliveries remain. `previous_seen` is the aggregate's latest sequence number visible then."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS relay_test_deliveries (n bigserial, event_id bigint, "
+                "relay text, aggregate_id text, seq int, previous_seen int, "
+                "delivered_at timestamptz DEFAULT clock_timestamp())"
+            )
+        )
+        await conn.execute(text("TRUNCATE relay_test_deliveries"))
+    yield
+
+
+def recording_handler(relay: str = "relay") -> EventHandler:
+    async def handle(conn: AsyncConnection, events: Sequence[PendingEvent]) -> None:
+        for event in events:
+            if event.payload.get("poison"):
+                raise MalformedEvent(f"event {event.id} is poison")
+            if event.payload.get("fail_first") and event.attempts == 0:
+                raise RuntimeError("transient failure")
+            await conn.execute(
+                text(
+                    "INSERT INTO relay_test_deliveries "
+                    "(event_id, relay, aggregate_id, seq, previous_seen) "
+                    "SELECT :id, :relay, :agg, :seq, coalesce(max(seq), 0) "
+                    "FROM relay_test_deliveries WHERE aggregate_id = :agg"
+                ),
+                {"id": event.id, "relay": relay, "agg": event.aggregate_id,
+                 "seq": event.payload["seq"]},
+            )  # fmt: skip
+
+    return handle
+
+
+async def delivered_rows(engine: AsyncEngine) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT * FROM relay_test_deliveries ORDER BY n"))
+        return [dict(row._mapping) for row in rows]
+
+
+def metric(name: str, event_type: str) -> float:
+    return REGISTRY.get_sample_value(name, {"event_type": event_type}) or 0.0
+
+
+async def test_poison_event_is_dead_lettered_and_later_events_still_flow(
+    engine: AsyncEngine, deliveries: None
+) -> None:
+    dead_before = metric("outbox_dead_lettered_total", EVENT)
+    await enqueue(engine, EVENT, {"seq": 1}, "A")
+    poison = await enqueue(engine, EVENT, {"seq": 2, "poison": True}, "A")
+    await enqueue(engine, EVENT, {"seq": 3}, "A")
+    for seq in (1, 2, 3):
+        await enqueue(engine, EVENT, {"seq": seq}, "B")
+    unknown = await enqueue(engine, "no.such.type", {}, "C")
+
+    await drain(engine, {EVENT: recording_handler()})
+
+    rows = await delivered_rows(engine)
+    assert sorted((r["aggregate_id"], r["seq"]) for r in rows) == [
+        ("A", 1), ("A", 3), ("B", 1), ("B", 2), ("B", 3),
+    ]  # fmt: skip
+    async with engine.connect() as conn:
+        letters = {
+            row.id: row for row in await conn.execute(text("SELECT * FROM outbox_dead_letters"))
+        }
+    assert set(letters) == {poison, unknown}
+    assert letters[poison].attempts == FAST_RETRY.max_attempts
+    assert "is poison" in letters[poison].last_error
+    assert "no handler for event type 'no.such.type'" in letters[unknown].last_error
+    # A's third event waited until the second had left the outbox (dead-lettered).
+    a3 = next(r for r in rows if (r["aggregate_id"], r["seq"]) == ("A", 3))
+    assert a3["delivered_at"] > letters[poison].dead_lettered_at  # type: ignore[operator]
+    assert metric("outbox_dead_lettered_total", EVENT) == dead_before + 1
+
+
+async def test_two_relays_at_once_deliver_each_event_once_in_aggregate_order(
+    engine: AsyncEngine, database_url: str, deliveries: None
+) -> None:
+    aggregates, per_aggregate = 8, 50
+    async with engine.begin() as conn:
+        # Interleaved aggregates; every seventh event fails its first attempt.
+        await conn.execute(
+            text(
+                "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
+                "SELECT 'test', 'agg-' || a, :t, jsonb_build_object('seq', s, 'fail_first', "
+                "s % 7 = 3) FROM generate_series(1, :n) s, generate_series(1, :a) a "
+                "ORDER BY s, a"
+            ),
+            {"t": EVENT, "n": per_aggregate, "a": aggregates},
+        )
+    engines = [create_engine(database_url, pool_size=2) for _ in range(2)]
+
+    async def relay(name: str, relay_engine: AsyncEngine) -> None:
+        handlers = {EVENT: recording_handler(name)}
+        while await pending_events(relay_engine):
+            outcome = await relay_batch(relay_engine, handlers, limit=16, retry=FAST_RETRY)
+            if not outcome.claimed:
+                await asyncio.sleep(0.005)
+
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(relay("one", engines[0]), relay("two", engines[1])), timeout=60
+        )
+    finally:
+        for relay_engine in engines:
+            await relay_engine.dispose()
+
+    rows = await delivered_rows(engine)
+    assert len(rows) == aggregates * per_aggregate
+    assert len({r["event_id"] for r in rows}) == len(rows)
+    # Each event saw its predecessor already delivered (committed), never a later one.
+    assert all(r["previous_seen"] == r["seq"] - 1 for r in rows)  # type: ignore[operator]
+    assert {r["relay"] for r in rows} == {"one", "two"}
+
+
+async def test_question_set_requested_starts_one_workflow_per_attempt(
+    engine: AsyncEngine, client: Client, settings: Settings
+) -> None:
+    payload = {"question_set_id": 4242, "attempt": 2}
+    for _ in range(2):  # a redelivery (or duplicate) of the same request
+        await enqueue(engine, "question_set.requested", payload, 4242)
+
+    outcome = await drain(engine, production_handlers(client, settings))
+
+    assert outcome.delivered == 2
+    workflow_id = generation_workflow_id(4242, 2, settings.schedule_id_prefix)
+    assert workflow_id.endswith("question-set-4242-attempt-2")
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    assert description.task_queue == settings.task_queue
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    assert len(runs) == 1
+    await handle.terminate("test over")
+
+
+async def test_watchdog_keeps_one_relay_which_wakes_on_commit(
+    engine: AsyncEngine, client: Client, deps: Dependencies, settings: Settings
+) -> None:
+    short = settings.model_copy(update={"outbox_drain_minutes": 0.05})
+    async with create_worker(client, Dependencies(short, deps.engine, deps.temporal)) as worker:
+        runs = [
+            await client.execute_workflow(
+                EnsureOutboxRelay.run,
+                EnsureOutboxRelayInput(),
+                id=f"watchdog-{uuid.uuid4()}",
+                task_queue=worker.task_queue,
+            )
+            for _ in range(2)
+        ]
+        assert runs[0] == runs[1]
+        assert runs[0].workflow_id == f"{settings.schedule_id_prefix}outbox-relay"
+        user = await add_user(engine)
+        await record(engine, user, datetime.now(UTC))
+
+        async def counted() -> bool:
+            async with engine.connect() as conn:
+                total = await conn.scalar(
+                    text("SELECT total_solved FROM learn_stats WHERE user_id = :u"), {"u": user}
+                )
+            return total == 1
+
+        await wait_for(counted, within=15, interval=0.02)
+        await client.get_workflow_handle(runs[0].workflow_id).terminate("test over")
+    assert await pending_events(engine) == 0
+
+
+async def test_worker_killed_between_handling_and_deleting_redelivers_once(
+    engine: AsyncEngine, client: Client, deps: Dependencies, settings: Settings
+) -> None:
+    user = await add_user(engine)
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO learn_stats (user_id) VALUES (:u)"), {"u": user})
+    await record(engine, user, datetime.now(UTC))
+
+    # Holding the user's stats row stops the relay's transaction mid-handling, after it has
+    # marked the record applied and added the day, before the event's removal.
+    blocker = await engine.connect()
+    await blocker.begin()
+    await blocker.execute(
+        text("SELECT 1 FROM learn_stats WHERE user_id = :u FOR UPDATE"), {"u": user}
+    )
+    try:
+        with running_worker(settings) as process:
+            relay = await client.start_workflow(
+                OutboxRelay.run,
+                OutboxRelayInput(drain_seconds=60),
+                id=f"relay-{uuid.uuid4()}",
+                task_queue=settings.task_queue,
+            )
+
+            async def relay_waits_on_lock() -> bool:
+                async with engine.connect() as conn:
+                    waiting = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND query LIKE '%UPDATE learning_records%'"
+                        )
+                    )
+                return bool(waiting)
+
+            await wait_for(relay_waits_on_lock)
+            process.kill()
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+    await relay.terminate("worker killed")
+
+    async def orphan_rolled_back() -> bool:
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("SELECT 1 FROM outbox_events FOR UPDATE NOWAIT"))
+        except DBAPIError:
+            return False
+        return True
+
+    await wait_for(orphan_rolled_back)
+    assert (await stats(engine, user))["total_solved"] == 0
+    assert await pending_events(engine) == 1
+
+    await drain(engine, production_handlers(client, settings))
+    after = await stats(engine, user)
+    assert (after["total_solved"], after["current_streak"]) == (1, 1)
+
+
+def run_cli(settings: Settings, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "outbox.py"), *args],
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+async def test_dead_letters_cli_lists_and_requeues(
+    engine: AsyncEngine, client: Client, settings: Settings, deliveries: None
+) -> None:
+    first = await enqueue(engine, EVENT, {"seq": 1, "poison": True}, "A")
+    second = await enqueue(engine, EVENT, {"seq": 1, "poison": True}, "B")
+    await drain(engine, {EVENT: recording_handler()})
+
+    listing = run_cli(settings, "dead-letters", "list")
+    assert f"{first}\t{EVENT}\ttest:A\tattempts=3" in listing
+    assert "2 dead letter(s)" in listing
+
+    # The cause is fixed (here: the payload), then one is requeued, then the rest.
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox_dead_letters SET payload = '{\"seq\": 1}'"))
+    assert run_cli(settings, "dead-letters", "requeue", str(first)) == "requeued 1 event(s)\n"
+    assert run_cli(settings, "dead-letters", "requeue", "--all") == "requeued 1 event(s)\n"
+    await drain(engine, {EVENT: recording_handler()})
+    assert sorted(r["aggregate_id"] for r in await delivered_rows(engine)) == ["A", "B"]
+    assert second != first
