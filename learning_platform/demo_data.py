@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from learning_platform.learn_stats import record_learning
+
 log = logging.getLogger(__name__)
 
 DemoStep = Callable[[AsyncConnection, Sequence[int], datetime], Awaitable[None]]
@@ -143,7 +145,26 @@ async def _question_sets(conn: AsyncConnection, users: Sequence[int], now: datet
         )  # fmt: skip
 
 
-DEMO_STEPS: list[DemoStep] = [_browsing_sessions, _question_sets]
+# Days ago on which each demo user solved questions: a week-long streak, a broken one, one
+# alive until tonight (learn-stats-daily resets it unless they learn today), a scattered one.
+DEMO_LEARNING_DAYS = ((6, 5, 4, 3, 2, 1, 0), (9, 8, 7), (2, 1), (20, 13, 6, 1))
+
+
+async def _learning_records(conn: AsyncConnection, users: Sequence[int], now: datetime) -> None:
+    """Records with their `learning.recorded` events left pending for the outbox relay."""
+    for user, days_ago in zip(users, DEMO_LEARNING_DAYS, strict=False):
+        for days in days_ago:
+            for question in range(3):
+                await record_learning(
+                    conn,
+                    user_id=user,
+                    question_id=question + 1,
+                    solved_at=now - timedelta(days=days, minutes=question * 7),
+                    correct=question != 1,
+                )
+
+
+DEMO_STEPS: list[DemoStep] = [_browsing_sessions, _question_sets, _learning_records]
 
 
 async def load_demo_data(engine: AsyncEngine) -> bool:
