@@ -41,7 +41,12 @@ class Event:
         return json.loads(self.data)
 
 
-SseItem = Comment | Event
+@dataclass(frozen=True)
+class StreamEnded:
+    """The server finished the response (EventSource would reconnect with Last-Event-ID)."""
+
+
+SseItem = Comment | Event | StreamEnded
 
 
 async def sse_items(response: httpx.Response) -> AsyncIterator[SseItem]:
@@ -114,12 +119,28 @@ async def open_stream(
         async def pump() -> None:
             async for item in sse_items(response):
                 stream.items.put_nowait(item)
+            stream.items.put_nowait(StreamEnded())
 
         stream.reader = asyncio.create_task(pump())
         try:
             yield stream
         finally:
             await stream.stop_reading()
+
+
+async def read_resuming(base_url: str, token: str, count: int) -> list[int]:
+    """Read `count` event ids from the start, as EventSource does: whenever the server ends
+    the stream, reconnect with the last id received as Last-Event-ID."""
+    received: list[int] = []
+    while len(received) < count:
+        async with open_stream(base_url, token, received[-1] if received else 0) as stream:
+            while len(received) < count:
+                item = await stream.items.get()
+                if isinstance(item, StreamEnded):
+                    break
+                if isinstance(item, Event):
+                    received.append(int(item.id))
+    return received
 
 
 @asynccontextmanager

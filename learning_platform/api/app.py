@@ -17,6 +17,7 @@ from starlette.routing import Route
 from learning_platform.api.auth import AuthError, TokenVerifier, uses_dev_secret
 from learning_platform.api.hub import NotificationHub
 from learning_platform.api.metrics import ApiMetrics
+from learning_platform.api.store import DATABASE_ERRORS, latest_notification_id
 from learning_platform.api.streams import NotificationStream, NotificationStreamResponse
 from learning_platform.database import libpq_url, resolve_database_url
 from learning_platform.settings import Settings
@@ -24,6 +25,7 @@ from learning_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 _HEALTH_TIMEOUT_SECONDS = 2.0
+_RETRY = {"Retry-After": "5"}
 
 
 class NotificationApi:
@@ -90,12 +92,20 @@ class NotificationApi:
         # Subscribed before the backlog is read (see streams.py), in the same loop step as
         # the limit check so concurrent requests cannot both squeeze under a limit.
         subscription = self.hub.subscribe(user_id)
-        stream = NotificationStream(
-            self.pool,
-            subscription,
-            self.metrics,
-            int(last_event_id) if last_event_id is not None else None,
-        )
+        try:
+            cursor = (
+                int(last_event_id)
+                if last_event_id is not None
+                else await latest_notification_id(self.pool, user_id)
+            )
+        except DATABASE_ERRORS as exc:
+            self.hub.unsubscribe(subscription)
+            log.warning("stream refused: database unavailable", extra={"error": repr(exc)})
+            return _error(503, "unavailable", "the database is unavailable; retry shortly", _RETRY)
+        except BaseException:
+            self.hub.unsubscribe(subscription)
+            raise
+        stream = NotificationStream(self.pool, subscription, self.metrics, cursor)
         return NotificationStreamResponse(
             stream,
             subscription,
@@ -106,7 +116,6 @@ class NotificationApi:
         )
 
     def _over_limit(self, user_id: int) -> Response | None:
-        retry = {"Retry-After": "5"}
         if self.hub.streams_of(user_id) >= self.settings.sse_max_connections_per_user:
             self.metrics.streams_rejected.labels("user_limit").inc()
             limit = self.settings.sse_max_connections_per_user
@@ -114,7 +123,7 @@ class NotificationApi:
                 429,
                 "too_many_streams",
                 f"user {user_id} already has {limit} open streams (the limit); close one first",
-                retry,
+                _RETRY,
             )
         if self.hub.open_streams >= self.settings.sse_max_connections:
             self.metrics.streams_rejected.labels("process_limit").inc()
@@ -123,7 +132,7 @@ class NotificationApi:
                 "server_busy",
                 f"this server holds its limit of {self.settings.sse_max_connections} streams; "
                 "retry shortly",
-                retry,
+                _RETRY,
             )
         return None
 
@@ -131,7 +140,7 @@ class NotificationApi:
         try:
             await asyncio.wait_for(self.pool.fetchval("SELECT 1"), _HEALTH_TIMEOUT_SECONDS)
             database = "ok"
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             database = f"unavailable: {exc!r}"
         listener = "ok" if self.hub.listening else "reconnecting"
         healthy = database == "ok" and listener == "ok"

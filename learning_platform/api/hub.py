@@ -24,7 +24,7 @@ from typing import Final
 import asyncpg
 
 from learning_platform.api.metrics import ApiMetrics
-from learning_platform.api.store import StoredNotification, notifications_by_id
+from learning_platform.api.store import DATABASE_ERRORS, StoredNotification, notifications_by_id
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,14 @@ class NotificationHub:
             try:
                 await self._listen_until_lost()
                 delay = self._backoff
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning(
                     "notification listener connection failed",
                     extra={"error": repr(exc), "retry_in_seconds": delay},
                 )
+            except Exception:
+                # This loop is the process's only way to hear of notifications: never let it die.
+                log.exception("notification listener failed unexpectedly; reconnecting")
             self._listening = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_max)
@@ -164,7 +167,7 @@ class NotificationHub:
         connection.add_termination_listener(lambda _: lost.set())
         try:
             await connection.add_listener(CHANNEL, self._on_notify)
-            self._on_listening()
+            await self._on_listening()
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), _LISTENER_PROBE_SECONDS)
@@ -175,8 +178,11 @@ class NotificationHub:
             self._listening = False
             connection.terminate()
 
-    def _on_listening(self) -> None:
+    async def _on_listening(self) -> None:
         reconnect = self._first_listen.is_set()
+        if reconnect:
+            # The server may have restarted: pooled connections may be dead without knowing it.
+            await self._pool.expire_connections()
         self._listening = True
         self._first_listen.set()
         if reconnect:
@@ -205,7 +211,8 @@ class NotificationHub:
             try:
                 with self._metrics.fetch_seconds.time():
                     rows = await notifications_by_id(self._pool, list(batch))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
+                # Never let delivery die; the streams re-read what this batch would have given.
                 log.warning("could not read notified rows", extra={"error": repr(exc)})
                 self._catch_up_users(set(batch.values()))
                 continue

@@ -22,6 +22,16 @@ _AFTER = f"""
 """
 _LATEST_ID = "SELECT coalesce(max(id), 0) FROM notifications WHERE user_id = $1"
 
+# What a query can raise when the database is away or restarting. InternalClientError included:
+# a pooled connection the server dropped while idle can fail that way on its next use.
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredNotification:

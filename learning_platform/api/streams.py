@@ -7,7 +7,9 @@ it are duplicates (the backlog read already sent them) and are dropped; a catch-
 `id > cursor` returns exactly what the stream has not sent. The client's Last-Event-ID is that
 cursor, so a resumed stream continues without gaps or duplicates. The subscription is made
 before the backlog is read, so a row committed meanwhile is either in the backlog or in the
-subscription's queue (or both, deduplicated by the cursor).
+subscription's queue (or both, deduplicated by the cursor). A client without Last-Event-ID
+starts at the user's latest id, read before the response starts: whatever commits after the
+client sees "200 OK" is delivered.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from starlette.types import Receive, Scope, Send
 from learning_platform.api.hub import CatchUp, NotificationHub, Subscription
 from learning_platform.api.metrics import ApiMetrics
 from learning_platform.api.store import (
+    DATABASE_ERRORS,
     StoredNotification,
-    latest_notification_id,
     notifications_after,
 )
 
@@ -40,21 +42,15 @@ class NotificationStream:
         pool: asyncpg.Pool,
         subscription: Subscription,
         metrics: ApiMetrics,
-        last_event_id: int | None,
+        cursor: int,
     ) -> None:
         self._pool = pool
         self._subscription = subscription
         self._metrics = metrics
-        self._last_event_id = last_event_id
-        self._cursor = 0  # the id of the last event sent; set before anything is sent
+        self._cursor = cursor  # the id of the last event the client has
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
         try:
-            self._cursor = (
-                self._last_event_id
-                if self._last_event_id is not None
-                else await latest_notification_id(self._pool, self._subscription.user_id)
-            )
             async for event in self._missed():
                 yield event
             while True:
@@ -64,7 +60,7 @@ class NotificationStream:
                         yield event
                 elif item.id > self._cursor:
                     yield self._sent(item)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             # Ending the stream is the honest answer: the client resumes with Last-Event-ID.
             log.warning(
                 "notification stream ended: database unavailable", extra={"error": repr(exc)}
