@@ -14,10 +14,12 @@ async def heartbeating(every_seconds: float = 2.0) -> AsyncIterator[None]:
     """Heartbeat while the block runs, so a crashed worker's attempt is retried within the
     heartbeat timeout instead of the (much longer) start-to-close timeout."""
 
+    # The first beat only after `every_seconds`: most calls finish sooner, and each beat is a
+    # request to the Temporal server.
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every_seconds)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

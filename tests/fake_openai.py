@@ -122,6 +122,8 @@ class FakeOpenAI:
         self.responder: Callable[[RecordedRequest], Reply] = schema_example_responder
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests answered at once (checks concurrency limits)
 
     @classmethod
     @contextmanager
@@ -162,6 +164,15 @@ class FakeOpenAI:
         with self._lock:
             self.requests.append(recorded)
             reply = self._script.popleft() if self._script else None
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(recorded, reply)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _answer(self, recorded: RecordedRequest, reply: Reply | None) -> Response:
         if reply is None:
             reply = self.responder(recorded)
         if reply.gate is not None:
