@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from learning_platform.database import create_engine, start_embedded_postgres
-from learning_platform.demo_data import load_demo_data
+from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
@@ -43,13 +43,26 @@ async def prepare(settings: Settings, database_url: str) -> None:
 
 
 async def supervise(env: dict[str, str]) -> None:
-    """Run the worker and the API until Ctrl-C / SIGTERM or until one of them exits; then stop
-    both gracefully (SIGTERM: the worker lets running activities finish)."""
+    """Run the worker, the API and the demo pages until Ctrl-C / SIGTERM or until one of them
+    exits; then stop them all gracefully (SIGTERM: the worker lets running activities finish)."""
+    commands = [
+        [str(ROOT / "worker.py")],
+        [str(ROOT / "api.py")],
+        # The pages of the demo sessions, for the ai-processing job (see demo_data.py).
+        ["-m", "http.server", str(DEMO_SITE_PORT), "--bind", "127.0.0.1",
+         "--directory", str(DEMO_PAGES_DIR)],
+    ]  # fmt: skip
     children = [
         await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / script), cwd=ROOT, env=env, start_new_session=True
+            sys.executable,
+            *command,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL if command[0] == "-m" else None,
         )
-        for script in ("worker.py", "api.py")
+        for command in commands
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,6 +100,7 @@ def main() -> None:
     configure_logging(settings.log_level)
     processes: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
+    env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
 
     database_url = settings.database_url or start_embedded_postgres(
         settings.data_dir, stop_at_exit=True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,11 +19,16 @@ log = logging.getLogger(__name__)
 
 DemoStep = Callable[[AsyncConnection, Sequence[int], datetime], Awaitable[None]]
 
+# `make dev` serves learning_platform/demo_pages/ here (and lets the crawler reach it), so the
+# ai-processing job has real pages to read with no network.
+DEMO_SITE_PORT = 8011
+DEMO_SITE = f"http://localhost:{DEMO_SITE_PORT}"
+DEMO_PAGES_DIR = Path(__file__).resolve().parent / "demo_pages"
 DEMO_PAGES = (
-    ("https://en.wikipedia.org/wiki/Spaced_repetition", "Spaced repetition"),
-    ("https://en.wikipedia.org/wiki/Forgetting_curve", "Forgetting curve"),
-    ("https://en.wikipedia.org/wiki/Testing_effect", "Testing effect"),
-    ("https://en.wikipedia.org/wiki/Mind_map", "Mind map"),
+    (f"{DEMO_SITE}/spaced-repetition.html", "Spaced repetition"),
+    (f"{DEMO_SITE}/forgetting-curve.html", "The forgetting curve"),
+    (f"{DEMO_SITE}/testing-effect.html", "The testing effect"),
+    (f"{DEMO_SITE}/mind-maps.html", "Mind maps"),
 )
 
 
