@@ -100,12 +100,15 @@ class NotificationApi:
             )
         except DATABASE_ERRORS as exc:
             self.hub.unsubscribe(subscription)
+            self.metrics.streams_rejected.labels("database_unavailable").inc()
             log.warning("stream refused: database unavailable", extra={"error": repr(exc)})
             return _error(503, "unavailable", "the database is unavailable; retry shortly", _RETRY)
         except BaseException:
             self.hub.unsubscribe(subscription)
             raise
-        stream = NotificationStream(self.pool, subscription, self.metrics, cursor)
+        stream = NotificationStream(
+            self.pool, subscription, self.metrics, cursor, self.settings.sse_queue_size
+        )
         return NotificationStreamResponse(
             stream,
             subscription,

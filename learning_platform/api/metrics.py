@@ -18,6 +18,11 @@ class ApiMetrics:
             "Notifications written to a client's stream",
             registry=self.registry,
         )
+        self.late_events = Counter(
+            "sse_late_events",
+            "Notifications that committed after a higher id of the same user (sent without id:)",
+            registry=self.registry,
+        )
         self.streams_rejected = Counter(
             "sse_streams_rejected",
             "Stream requests refused, by reason",
