@@ -152,7 +152,8 @@ class BatchProgress:
 
 
 # Keyset batches over all users: every row is visited exactly once, and rows a concurrent
-# handler holds are waited for, not skipped. The UPDATE re-checks its condition on the newest
+# handler holds are waited for, not skipped. `= ANY(ARRAY(...))` keeps the primary-key lookup
+# (`IN (SELECT ...)` may become a hash join over the whole table, per batch). The UPDATE re-checks its condition on the newest
 # row version, so a day recorded meanwhile keeps its streak.
 _RESET_BROKEN_STREAKS = text(
     """
@@ -161,7 +162,7 @@ _RESET_BROKEN_STREAKS = text(
     ), reset AS (
         UPDATE learn_stats s
            SET current_streak = 0, version = s.version + 1, updated_at = now()
-         WHERE s.user_id IN (SELECT user_id FROM batch)
+         WHERE s.user_id = ANY(ARRAY(SELECT user_id FROM batch))
            AND s.current_streak > 0
            AND (s.last_learned_date IS NULL OR s.last_learned_date < :yesterday)
         RETURNING 1
