@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -94,6 +94,15 @@ async def request_and_start_question_set(
     )
 
 
+def _cleanup_resumed_from(details: Sequence[Any]) -> tuple[int, question_sets.CleanupPosition]:
+    if len(details) < 2:
+        return 0, question_sets.CLEANUP_START
+    total, (requested_at, set_id) = details
+    return int(total), question_sets.CleanupPosition(
+        datetime.fromisoformat(requested_at), int(set_id)
+    )
+
+
 class QuestionSetActivities:
     """Database side of generation, and the three scheduled jobs."""
 
@@ -152,17 +161,27 @@ class QuestionSetActivities:
 
     @activity.defn(name=FAIL_STALE_QUESTION_SETS)
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
-        """Batch after batch, each its own short transaction, until one comes back short."""
+        """Batch after batch, each its own short transaction, until one comes back short.
+
+        Idempotent: a repeated run finds the sets already failed and changes nothing. The
+        heartbeat carries the count and position, so a retry continues where the last attempt
+        stopped instead of walking the index from the start again.
+        """
         batch_size = self._settings.cleanup_batch_size
-        total = 0
+        total, position = _cleanup_resumed_from(activity.info().heartbeat_details)
         while True:
             async with self._engine.begin() as conn:
-                failed = await question_sets.fail_stale_batch(
-                    conn, cutoff=params.cutoff, reason=params.reason, limit=batch_size
+                batch = await question_sets.fail_stale_batch(
+                    conn,
+                    after=position,
+                    cutoff=params.cutoff,
+                    reason=params.reason,
+                    limit=batch_size,
                 )
-            total += failed
-            activity.heartbeat(total)
-            if failed < batch_size:
+            total += batch.failed
+            position = batch.position
+            activity.heartbeat(total, [position.requested_at.isoformat(), position.id])
+            if batch.read < batch_size:
                 return total
 
     @activity.defn(name=RETRY_FAILED_QUESTION_SETS)

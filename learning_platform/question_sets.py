@@ -3,15 +3,17 @@
 Concurrent writers (the app, question-set-cleanup, question-set-retry, generation attempts) meet
 on the `version` column. Single-row writers read, then write `WHERE version = <read>`; if that
 changes no row, `OptimisticLockConflict` is raised and the caller (a Temporal activity) is
-retried and reads again. Batch jobs lock their rows with `FOR UPDATE SKIP LOCKED` and re-check
-their condition on the locked row; they bump `version` too, so single-row writers notice them.
+retried and reads again. Batch jobs re-check their condition on each row as they write it
+(question-set-retry on rows it locked with `FOR UPDATE SKIP LOCKED`, question-set-cleanup in
+its UPDATE, after waiting for a concurrent writer); they bump `version` too, so single-row
+writers notice them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -283,19 +285,34 @@ async def fail_attempt(
     return True
 
 
+# Batches walk the partial index on pending sets' (requested_at, id) in key order, each
+# starting after the last row of the previous one: restarting from the start of the index would
+# re-read the dead entries earlier batches left (status is in the index predicate, so these
+# updates are never HOT) and make the job quadratic.
+#
+# The batch is read without `FOR UPDATE SKIP LOCKED`; the UPDATE re-checks the stale condition
+# on each row's latest version instead (READ COMMITTED re-evaluates it after waiting for a
+# concurrent writer). A set an attempt completed meanwhile, or one another cleanup already
+# failed, is left alone, and no row is written twice (a row lock first, then the update, would
+# write each row twice). `id = ANY (ARRAY(...))` gets the primary key; `FROM batch` was planned
+# as a hash join over a sequential scan.
+#
 # The owner hears of a failure only when no automatic retry follows (retry_count at the
 # maximum); a failure question-set-retry will retry is not news yet.
 _FAIL_STALE_BATCH = text(
     f"""
-    WITH failed AS (
+    WITH batch AS (
+        SELECT id, requested_at FROM question_sets
+         WHERE status = 'pending' AND requested_at < :cutoff
+           AND (requested_at, id) > (:after_requested_at, :after_id)
+         ORDER BY requested_at, id
+         LIMIT :limit
+    ), failed AS (
         UPDATE question_sets
            SET status = 'failed', failure_reason = :reason, retryable = true,
                version = version + 1, updated_at = now()
-         WHERE id IN (
-               SELECT id FROM question_sets
-                WHERE status = 'pending' AND requested_at < :cutoff
-                LIMIT :limit
-                  FOR UPDATE SKIP LOCKED)
+         WHERE id = ANY (ARRAY(SELECT id FROM batch))
+           AND status = 'pending' AND requested_at < :cutoff
         RETURNING id, user_id, attempt, retry_count, title
     ), notified AS (
         INSERT INTO notifications (user_id, kind, payload, dedupe_key)
@@ -306,19 +323,52 @@ _FAIL_STALE_BATCH = text(
          WHERE retry_count >= {MAX_QUESTION_SET_RETRIES}
         ON CONFLICT (dedupe_key) DO NOTHING
     )
-    SELECT count(*) FROM failed
+    SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM failed) AS failed,
+           requested_at, id
+      FROM batch ORDER BY requested_at DESC, id DESC LIMIT 1
     """
 )
 
 
+@dataclass(frozen=True)
+class CleanupPosition:
+    """Where a stale-set cleanup stopped: the last (requested_at, id) it handled."""
+
+    requested_at: datetime
+    id: int
+
+
+# Before any set: where a cleanup starts.
+CLEANUP_START = CleanupPosition(datetime(1, 1, 1, tzinfo=UTC), 0)
+
+
+@dataclass(frozen=True)
+class CleanupBatch:
+    read: int
+    failed: int
+    position: CleanupPosition
+
+
 async def fail_stale_batch(
-    conn: AsyncConnection, *, cutoff: datetime, reason: str, limit: int
-) -> int:
-    """Fail up to `limit` sets whose current attempt was requested before `cutoff`."""
-    result = await conn.execute(
-        _FAIL_STALE_BATCH, {"cutoff": cutoff, "reason": reason, "limit": limit}
-    )
-    return int(result.scalar_one())
+    conn: AsyncConnection, *, after: CleanupPosition, cutoff: datetime, reason: str, limit: int
+) -> CleanupBatch:
+    """Fail the next `limit` pending sets after `after` (CLEANUP_START to begin) whose current
+    attempt was requested before `cutoff`. `read < limit` means the cleanup is complete."""
+    row = (
+        await conn.execute(
+            _FAIL_STALE_BATCH,
+            {
+                "cutoff": cutoff,
+                "reason": reason,
+                "limit": limit,
+                "after_requested_at": after.requested_at,
+                "after_id": after.id,
+            },
+        )
+    ).one_or_none()
+    if row is None:
+        return CleanupBatch(0, 0, after)
+    return CleanupBatch(row.read, row.failed, CleanupPosition(row.requested_at, row.id))
 
 
 # Oldest failures first, so a backlog drains in order; each retried set gets its requested

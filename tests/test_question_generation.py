@@ -217,7 +217,10 @@ async def test_a_stale_attempts_late_result_never_overwrites_the_newer_attempt(
     # While attempt 1 waits on the LLM: the cleanup fails the set, the retry job starts attempt 2.
     async with engine.begin() as conn:
         cutoff = datetime.now(UTC) + timedelta(minutes=1)
-        assert await question_sets.fail_stale_batch(conn, cutoff=cutoff, reason="t", limit=10)
+        cleaned = await question_sets.fail_stale_batch(
+            conn, after=question_sets.CLEANUP_START, cutoff=cutoff, reason="t", limit=10
+        )
+        assert cleaned.failed == 1
     async with engine.begin() as conn:
         assert len(await question_sets.retry_failed_batch(conn, limit=10)) == 1
     fake_llm.script(Reply.json(llm_questions("attempt 2")))
@@ -244,7 +247,7 @@ async def wait_until_blocked_on_a_lock(engine: AsyncEngine, within_seconds: floa
             blocked = await rows(
                 engine,
                 "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query ILIKE 'UPDATE question_sets%'",
+                "AND query ILIKE '%UPDATE question_sets%'",
             )
             if blocked:
                 return
@@ -261,7 +264,10 @@ async def test_cleanup_committing_under_a_finishing_attempt_makes_it_conflict_an
     async with engine.connect() as cleanup:
         transaction = await cleanup.begin()
         cutoff = datetime.now(UTC) + timedelta(minutes=1)
-        assert await question_sets.fail_stale_batch(cleanup, cutoff=cutoff, reason="t", limit=5)
+        cleaned = await question_sets.fail_stale_batch(
+            cleanup, after=question_sets.CLEANUP_START, cutoff=cutoff, reason="t", limit=5
+        )
+        assert cleaned.failed == 1
         await start_generation_workflow(client, settings, set_id, 1)
         # The attempt read version 1 and now waits to write `WHERE version = 1`.
         await wait_until_blocked_on_a_lock(engine)
@@ -292,7 +298,7 @@ def _activity_name(scheduled: object) -> str:
     return str(scheduled.activity_task_scheduled_event_attributes.activity_type.name)  # type: ignore[attr-defined]
 
 
-async def test_a_finishing_attempt_holding_the_row_makes_cleanup_skip_it(
+async def test_cleanup_waits_for_a_finishing_attempt_and_leaves_the_completed_set_alone(
     engine: AsyncEngine,
 ) -> None:
     user = await add_user(engine)
@@ -302,18 +308,28 @@ async def test_a_finishing_attempt_holding_the_row_makes_cleanup_skip_it(
     )
     draft = question_sets.NewQuestion(prompt="p", answer="a", explanation="e", choices=[])
 
+    async def clean_up() -> int:
+        async with engine.begin() as cleanup:
+            batch = await question_sets.fail_stale_batch(
+                cleanup,
+                after=question_sets.CLEANUP_START,
+                cutoff=datetime.now(UTC),
+                reason="t",
+                limit=5,
+            )
+        return batch.failed
+
     async with engine.connect() as attempt:
         transaction = await attempt.begin()
         assert await question_sets.complete_attempt(
             attempt, question_set_id=set_id, attempt=1, questions=[draft]
         )
-        async with engine.begin() as cleanup:
-            skipped = await question_sets.fail_stale_batch(
-                cleanup, cutoff=datetime.now(UTC), reason="t", limit=5
-            )
+        # Cleanup read the set as stale and pending; its UPDATE waits for the attempt's row.
+        cleanup = asyncio.create_task(clean_up())
+        await wait_until_blocked_on_a_lock(engine)
         await transaction.commit()
 
-    assert skipped == 0
+    assert await cleanup == 0  # re-checked on the committed row: completed, not stale
     final = await question_set(engine, set_id)
     assert (final.status, final.question_attempts) == ("completed", [1])
 

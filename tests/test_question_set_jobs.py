@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.question_sets import QuestionSetActivities
 from contracts.question_sets import (
+    FailStaleQuestionSetsParams,
     QuestionSetCleanupInput,
     QuestionSetCleanupResult,
     QuestionSetRetryInput,
@@ -19,6 +24,7 @@ from contracts.question_sets import (
 )
 from learning_platform import question_sets
 from learning_platform.settings import Settings
+from learning_platform.storage import build_storage
 from scheduling.declarations import declared_schedules
 from scheduling.sync import build_schedule
 from tests.factories import add_user
@@ -28,6 +34,10 @@ from workflows.question_sets import QuestionSetCleanup, QuestionSetRetry
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 HOUR = timedelta(minutes=60)
 TICK = timedelta(microseconds=1)
+
+
+def question_set_activities(engine: AsyncEngine, settings: Settings) -> QuestionSetActivities:
+    return QuestionSetActivities(engine, build_storage(settings), settings)
 
 
 async def owner_and_source(engine: AsyncEngine) -> tuple[int, int]:
@@ -113,6 +123,58 @@ async def test_cleanup_drains_more_than_one_batch(
 
     assert (await run_cleanup(client, worker)).failed_sets == count
     assert await rows(engine, "SELECT 1 FROM question_sets WHERE status = 'pending'") == []
+
+
+async def test_a_retried_cleanup_continues_after_its_last_heartbeat(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    user, source = await owner_and_source(engine)
+    old = SCHEDULED - 2 * HOUR
+    first, second, third = [
+        await add_question_set(engine, user, source, requested_at=old) for _ in range(3)
+    ]
+    environment = ActivityEnvironment()
+    # As the previous attempt left it: one set failed, position at that set.
+    environment.info = dataclasses.replace(
+        environment.info, heartbeat_details=[1, [old.isoformat(), first]]
+    )
+    heartbeats: list[tuple[Any, ...]] = []
+    environment.on_heartbeat = lambda *details: heartbeats.append(details)
+
+    total = await environment.run(
+        question_set_activities(engine, settings).fail_stale_question_sets,
+        FailStaleQuestionSetsParams(cutoff=SCHEDULED - HOUR, reason="timed out"),
+    )
+
+    assert total == 3  # the earlier attempt's one plus the two after its position
+    assert (await question_set(engine, first)).status == "pending"  # before it: not walked again
+    for set_id in (second, third):
+        assert (await question_set(engine, set_id)).status == "failed"
+    assert heartbeats[-1] == (3, [old.isoformat(), third])
+
+
+async def test_concurrent_cleanups_fail_and_notify_each_set_once(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    user, source = await owner_and_source(engine)
+    count = settings.cleanup_batch_size * 6
+    await rows(
+        engine,
+        "INSERT INTO question_sets (user_id, source_id, title, requested_at, retry_count, attempt) "
+        "SELECT :u, :s, 'Quiz', :t, 3, 4 FROM generate_series(1, :n) RETURNING id",
+        u=user, s=source, t=SCHEDULED - 2 * HOUR, n=count,
+    )  # fmt: skip
+    activities = question_set_activities(engine, settings)
+    params = FailStaleQuestionSetsParams(cutoff=SCHEDULED - HOUR, reason="timed out")
+
+    totals = await asyncio.gather(
+        *(ActivityEnvironment().run(activities.fail_stale_question_sets, params) for _ in range(3))
+    )
+
+    assert sum(totals) == count
+    sets = await rows(engine, "SELECT status, version FROM question_sets")
+    assert {(s.status, s.version) for s in sets} == {("failed", 2)}
+    assert len(await rows(engine, "SELECT 1 FROM notifications")) == count
 
 
 async def test_retry_moves_failed_sets_to_a_new_requested_attempt_up_to_three_times(

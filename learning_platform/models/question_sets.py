@@ -81,9 +81,11 @@ class QuestionSet(Base):
         UniqueConstraint("id", "attempt", name="uq_question_sets_id_attempt"),
         Index("ix_question_sets_user_id", "user_id"),
         Index("ix_question_sets_source_id", "source_id"),
+        # question-set-cleanup walks it in key order (keyset batches).
         Index(
-            "ix_question_sets_pending_requested_at",
+            "ix_question_sets_pending_requested_at_id",
             "requested_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
         Index(

@@ -88,10 +88,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_question_sets_user_id", "question_sets", ["user_id"])
     op.create_index("ix_question_sets_source_id", "question_sets", ["source_id"])
+    # question-set-cleanup walks it in key order (keyset batches).
     op.create_index(
-        "ix_question_sets_pending_requested_at",
+        "ix_question_sets_pending_requested_at_id",
         "question_sets",
-        ["requested_at"],
+        ["requested_at", "id"],
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
