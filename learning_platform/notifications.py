@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,9 +21,9 @@ async def record_notification(
     """Insert a notification unless one with `dedupe_key` exists; return its id if inserted.
 
     Call it in the same transaction as the change it announces. The table's trigger sends a
-    NOTIFY at commit, which the API turns into an SSE event.
+    NOTIFY at commit, which the API turns into an SSE event; another trigger makes one user's
+    ids commit in id order (migration 0001), so bulk `INSERT … SELECT` writers get that too.
     """
-    await _serialise_user_notifications(conn, user_id)
     statement = (
         insert(Notification)
         .values(user_id=user_id, kind=kind, payload=payload, dedupe_key=dedupe_key)
@@ -32,16 +31,3 @@ async def record_notification(
         .returning(Notification.id)
     )
     return (await conn.execute(statement)).scalar_one_or_none()
-
-
-async def _serialise_user_notifications(conn: AsyncConnection, user_id: int) -> None:
-    """Make one user's notification ids commit in id order.
-
-    Identity values are handed out at insert, not at commit: without this lock, a transaction
-    holding id 9 could commit after one holding id 10, and a stream that already sent 10 (or a
-    client resuming with Last-Event-ID 10) would never see 9. Holding a per-user lock from
-    before the id is drawn until commit serialises a user's notification writers, so "every id
-    above the last one sent" is exactly what a user's stream still owes (see api/streams.py).
-    """
-    key = func.hashtextextended(f"notifications:user:{user_id}", 0)
-    await conn.execute(select(func.pg_advisory_xact_lock(key)))

@@ -321,6 +321,7 @@ _FAIL_STALE_BATCH = text(
                'question-set-' || id || '-attempt-' || attempt || '-failed'
           FROM failed
          WHERE retry_count >= {MAX_QUESTION_SET_RETRIES}
+         ORDER BY user_id  -- users' notification locks in one order (migration 0001)
         ON CONFLICT (dedupe_key) DO NOTHING
     )
     SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM failed) AS failed,

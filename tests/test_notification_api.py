@@ -172,33 +172,31 @@ async def test_resume_while_events_keep_committing_has_no_gap_or_duplicate(
     assert received == expected
 
 
-async def test_a_row_committed_after_a_higher_id_arrives_once_without_moving_the_resume_point(
+async def test_bulk_writers_also_commit_one_users_ids_in_order(
     base_url: str, engine: AsyncEngine
 ) -> None:
-    """Writers that skip record_notification's lock (bulk INSERT … SELECT) can commit ids out
-    of order; the late row is streamed without `id:`, so Last-Event-ID stays the highest."""
+    """A plain INSERT (as bulk `INSERT … SELECT` jobs write) takes the user's turn in the
+    table's trigger: a later writer of the same user waits, and gets the higher id."""
     user = await add_user(engine)
     bulk_insert = text(
         "INSERT INTO notifications (user_id, kind, payload, dedupe_key) "
-        "VALUES (:u, 'question_set.failed', '{}', 'bulk-late') RETURNING id"
+        "VALUES (:u, 'question_set.failed', '{}', :key) RETURNING id"
     )
     async with open_stream(base_url, token(user)) as stream:
-        async with engine.connect() as slow_writer:
-            await slow_writer.begin()
-            late_id = await slow_writer.scalar(bulk_insert, {"u": user})
-            early_id = await notify(engine, user)
-            first = await stream.next_event()
-            await slow_writer.commit()
-        late = await stream.next_event()
-        assert await stream.events_until_ping() == []
-    async with open_stream(base_url, token(user), last_event_id=int(first.id)) as resumed:
-        assert await resumed.events_until_ping() == []
+        async with engine.connect() as first, engine.connect() as second:
+            await first.begin()
+            first_id = await first.scalar(bulk_insert, {"u": user, "key": "bulk-1"})
+            await second.begin()
+            blocked = asyncio.create_task(second.scalar(bulk_insert, {"u": user, "key": "bulk-2"}))
+            await _wait_for_lock_wait(engine)
+            assert not blocked.done()
+            await first.commit()
+            second_id = await blocked
+            await second.commit()
+        events = [await stream.next_event(), await stream.next_event()]
 
-    assert late_id < early_id
-    assert first.id == str(early_id)
-    assert late.id == ""
-    assert late.json()["id"] == late_id
-    assert await metric_value(base_url, "sse_late_events_total") == 1
+    assert first_id < second_id
+    assert [event.id for event in events] == [str(first_id), str(second_id)]
 
 
 async def test_new_stream_without_last_event_id_starts_at_now(

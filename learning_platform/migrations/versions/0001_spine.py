@@ -19,6 +19,24 @@ depends_on: str | Sequence[str] | None = None
 NOW = sa.text("now()")
 
 NOTIFY_TRIGGERS = (
+    # Identity values are drawn at insert, not at commit: a transaction holding id 9 could
+    # commit after one holding id 10, and an SSE stream that already sent 10 (or a client
+    # resuming with Last-Event-ID 10) would never see 9. A per-user lock held from before the
+    # id is drawn until commit makes one user's ids commit in id order, for every writer, so
+    # "ids above the last one sent" is exactly what a stream owes (see api/streams.py). Bulk
+    # writers insert ORDER BY user_id, so two of them take the users' locks in the same order.
+    """
+    CREATE FUNCTION notifications_take_user_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_advisory_xact_lock(hashtextextended('notifications:user:' || NEW.user_id, 0));
+      NEW.id := nextval(pg_get_serial_sequence('notifications', 'id'));
+      RETURN NEW;
+    END $$
+    """,
+    """
+    CREATE TRIGGER notifications_user_turn BEFORE INSERT ON notifications
+      FOR EACH ROW EXECUTE FUNCTION notifications_take_user_turn()
+    """,
     """
     CREATE FUNCTION notify_notification_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -133,6 +151,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS outbox_events_notify ON outbox_events")
     op.execute("DROP FUNCTION IF EXISTS notify_outbox_inserted()")
+    op.execute("DROP TRIGGER IF EXISTS notifications_user_turn ON notifications")
+    op.execute("DROP FUNCTION IF EXISTS notifications_take_user_turn()")
     op.execute("DROP TRIGGER IF EXISTS notifications_notify ON notifications")
     op.execute("DROP FUNCTION IF EXISTS notify_notification_inserted()")
     for table in (
