@@ -103,7 +103,7 @@ def main() -> None:
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
 
     database_url = settings.database_url or start_embedded_postgres(
-        settings.data_dir, stop_at_exit=True
+        settings.data_dir, at_exit="stop"
     )
     env["DATABASE_URL"] = database_url
     if not settings.temporal_address:

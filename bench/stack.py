@@ -40,7 +40,7 @@ def database_url() -> str:
     url = os.environ.get("BENCH_DATABASE_URL")
     if url:
         return url
-    return start_embedded_postgres(Path(tempfile.mkdtemp(prefix="bench-pg-")))
+    return start_embedded_postgres(Path(tempfile.mkdtemp(prefix="bench-pg-")), at_exit="delete")
 
 
 @asynccontextmanager

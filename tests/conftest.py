@@ -33,7 +33,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         # A short path: the server's Unix socket lives in it and socket paths are limited.
-        url = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="pg-")))
+        url = start_embedded_postgres(Path(tempfile.mkdtemp(prefix="pg-")), at_exit="delete")
     upgrade(url)
     yield url
 
