@@ -1,20 +1,23 @@
 """Activities of the ai-processing job.
 
 `SessionProcessingActivities` (main task queue): the sweep, loading a session, its final state.
-`SessionAiActivities` (the AI task queue, concurrency-capped): reading and summarising a page,
-building the mind map.
+`SessionAiActivities` (the AI task queue): reading and summarising a session's pages, building
+the mind map; LLM requests capped at AI_MAX_CONCURRENCY per worker process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.converter import value_to_type
 
 from activities.heartbeats import heartbeating
 from activities.llm_errors import as_application_error, llm_errors_as_application_errors
@@ -24,7 +27,7 @@ from contracts.ai_processing import (
     FAIL_SESSION,
     LOAD_SESSION_WORK,
     START_SESSION_WORKFLOWS,
-    SUMMARIZE_PAGE,
+    SUMMARIZE_SESSION_PAGES,
     BuildMindMapParams,
     CompleteSessionParams,
     FailSessionParams,
@@ -33,11 +36,12 @@ from contracts.ai_processing import (
     PageRef,
     PageSummaryResult,
     ProcessSessionInput,
+    SessionPagesResult,
     SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
     StartSessionWorkflowsResult,
-    SummarizePageParams,
+    SummarizeSessionPagesParams,
 )
 from learning_platform import session_processing
 from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
@@ -58,6 +62,14 @@ def _counts(usage: LlmUsage) -> LlmUsageCounts:
         completion_tokens=usage.completion_tokens,
         requests=usage.requests,
     )
+
+
+def _finished_pages(heartbeat_details: Sequence[Any]) -> dict[str, PageSummaryResult]:
+    """The pages an earlier attempt finished, from its last heartbeat."""
+    if not heartbeat_details:
+        return {}
+    progress: SessionPagesResult = value_to_type(SessionPagesResult, heartbeat_details[0])
+    return {page.url: page for page in progress.pages}
 
 
 def _usage_row(usage: SessionUsage) -> session_processing.UsageCounts:
@@ -137,75 +149,108 @@ class SessionProcessingActivities:
 
 
 class SessionAiActivities:
-    def __init__(self, engine: AsyncEngine, ai: SessionAi, crawler: Crawler) -> None:
+    """`llm_slots` is shared by every LLM call of the process: AI_MAX_CONCURRENCY requests at
+    most, however many pages and sessions are in progress."""
+
+    def __init__(
+        self, engine: AsyncEngine, ai: SessionAi, crawler: Crawler, llm_slots: asyncio.Semaphore
+    ) -> None:
         self._engine = engine
         self._ai = ai
         self._crawler = crawler
+        self._llm_slots = llm_slots
 
-    @activity.defn(name=SUMMARIZE_PAGE)
-    async def summarize_page(self, params: SummarizePageParams) -> PageSummaryResult:
-        """The page's summary from the cache, or read and summarised now (then cached).
+    @activity.defn(name=SUMMARIZE_SESSION_PAGES)
+    async def summarize_session_pages(
+        self, params: SummarizeSessionPagesParams
+    ) -> SessionPagesResult:
+        """Each page's summary from the cache, or read and summarised now (then cached), all
+        pages at once. A finished page is stored as it completes and the heartbeats carry the
+        finished pages, so a retry (after a rate limit, say) redoes only the pages that did not
+        finish; one a lost worker finished after its last beat comes from the cache.
 
-        A page that cannot be read is recorded as failed and returned as such: retrying would
-        not help and the session goes on with its other pages.
+        A page that cannot be read, or that the LLM refuses for good, is recorded as failed
+        and returned as such: the session goes on with its other pages.
         """
-        async with self._engine.connect() as conn:
-            cached = await session_processing.cached_summary(conn, params.url, self._ai.generator)
-        if cached is not None:
-            await self._record(params, "cached")
-            return PageSummaryResult(
-                params.url, cached.title, "cached", cached.summary, cached.key_points
+        done = _finished_pages(activity.info().heartbeat_details)
+        await self._take_cached(params, done)
+        waiting = [page for page in params.pages if page.url not in done]
+        async with heartbeating(details=lambda: [SessionPagesResult(list(done.values()))]):
+            outcomes = await asyncio.gather(
+                *(self._summarize_page(params.session_id, page, done) for page in waiting),
+                return_exceptions=True,
             )
-        async with heartbeating():
-            try:
-                page = await self._crawler.fetch(params.url)
-            except (PageUnavailableError, httpx.HTTPError) as exc:
-                return await self._failed(params, crawl_failure_reason(exc), exc)
-            try:
+        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if errors:
+            # The retry resumes from every page finished so far, not from the last beat.
+            activity.heartbeat(SessionPagesResult(list(done.values())))
+            raise errors[0]
+        return SessionPagesResult([done[page.url] for page in params.pages])
+
+    async def _take_cached(
+        self, params: SummarizeSessionPagesParams, done: dict[str, PageSummaryResult]
+    ) -> None:
+        urls = [page.url for page in params.pages if page.url not in done]
+        async with self._engine.begin() as conn:
+            cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
+            await session_processing.record_page_outcomes(
+                conn,
+                params.session_id,
+                [session_processing.PageOutcome(url, "cached") for url in cached],
+            )
+        for url, summary in cached.items():
+            done[url] = PageSummaryResult(
+                url, summary.title, "cached", summary.summary, summary.key_points
+            )
+
+    async def _summarize_page(
+        self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
+    ) -> None:
+        try:
+            fetched = await self._crawler.fetch(page.url)
+        except (PageUnavailableError, httpx.HTTPError) as exc:
+            reason = crawl_failure_reason(exc)
+            status = exc.http_status if isinstance(exc, PageUnavailableError) else None
+            await self._record(session_id, page.url, "failed", status, reason)
+            activity.logger.info("page skipped", extra={"url": page.url, "reason": reason})
+            done[page.url] = PageSummaryResult(page.url, page.title, "failed", error=reason)
+            return
+        try:
+            async with self._llm_slots:
                 summary, usage = await self._ai.summarize_page(
-                    url=params.url, title=page.title or params.title, text=page.text
+                    url=page.url, title=fetched.title or page.title, text=fetched.text
                 )
-            except LlmRetryableError as exc:
-                raise as_application_error(exc) from exc
-            except LlmPermanentError as exc:
-                await self._record(params, "failed", error=f"could not be summarised: {exc}")
-                raise as_application_error(exc) from exc
+        except LlmRetryableError as exc:
+            raise as_application_error(exc) from exc
+        except LlmPermanentError as exc:
+            error = f"could not be summarised: {exc}"
+            await self._record(session_id, page.url, "failed", error=error)
+            done[page.url] = PageSummaryResult(page.url, page.title, "failed", error=str(exc))
+            return
         result = session_processing.CachedSummary(
-            summary.title or page.title, summary.summary, summary.key_points
+            summary.title or fetched.title, summary.summary, summary.key_points
         )
         async with self._engine.begin() as conn:
-            await session_processing.store_summary(conn, params.url, self._ai.generator, result)
-            await session_processing.record_page_outcome(
-                conn, session_id=params.session_id, url=params.url, outcome="summarized"
+            await session_processing.store_summary(conn, page.url, self._ai.generator, result)
+            await session_processing.record_page_outcomes(
+                conn, session_id, [session_processing.PageOutcome(page.url, "summarized")]
             )
-        return PageSummaryResult(
-            params.url, result.title, "summarized", result.summary, result.key_points,
+        done[page.url] = PageSummaryResult(
+            page.url, result.title, "summarized", result.summary, result.key_points,
             usage=_counts(usage),
         )  # fmt: skip
 
-    async def _failed(
-        self, params: SummarizePageParams, reason: str, exc: Exception
-    ) -> PageSummaryResult:
-        status = exc.http_status if isinstance(exc, PageUnavailableError) else None
-        await self._record(params, "failed", status, reason)
-        activity.logger.info("page skipped", extra={"url": params.url, "reason": reason})
-        return PageSummaryResult(params.url, params.title, "failed", error=reason)
-
     async def _record(
         self,
-        params: SummarizePageParams,
+        session_id: int,
+        url: str,
         outcome: str,
         http_status: int | None = None,
         error: str | None = None,
     ) -> None:
         async with self._engine.begin() as conn:
-            await session_processing.record_page_outcome(
-                conn,
-                session_id=params.session_id,
-                url=params.url,
-                outcome=outcome,
-                http_status=http_status,
-                error=error,
+            await session_processing.record_page_outcomes(
+                conn, session_id, [session_processing.PageOutcome(url, outcome, http_status, error)]
             )
 
     @activity.defn(name=BUILD_MIND_MAP)
@@ -214,7 +259,7 @@ class SessionAiActivities:
             SummarizedPage(page.url, page.title, page.summary, page.key_points)
             for page in params.pages
         ]
-        async with heartbeating():
+        async with heartbeating(), self._llm_slots:
             with llm_errors_as_application_errors():
                 mind_map, usage = await self._ai.build_mind_map(
                     session_title=params.session_title, pages=pages

@@ -11,7 +11,7 @@ SESSION_WORKFLOW = "ProcessSession"
 
 START_SESSION_WORKFLOWS = "start_session_workflows"
 LOAD_SESSION_WORK = "load_session_work"
-SUMMARIZE_PAGE = "summarize_page"
+SUMMARIZE_SESSION_PAGES = "summarize_session_pages"
 BUILD_MIND_MAP = "build_mind_map"
 COMPLETE_SESSION = "complete_session"
 FAIL_SESSION = "fail_session"
@@ -87,10 +87,9 @@ class LlmUsageCounts:
 
 
 @dataclass
-class SummarizePageParams:
+class SummarizeSessionPagesParams:
     session_id: int
-    url: str
-    title: str
+    pages: list[PageRef]
 
 
 @dataclass
@@ -102,6 +101,11 @@ class PageSummaryResult:
     key_points: list[str] = field(default_factory=list)
     error: str | None = None
     usage: LlmUsageCounts = field(default_factory=LlmUsageCounts)
+
+
+@dataclass
+class SessionPagesResult:
+    pages: list[PageSummaryResult]
 
 
 @dataclass

@@ -121,15 +121,18 @@ async def session_pages(conn: AsyncConnection, session_id: int) -> SessionPages 
     )
 
 
-async def cached_summary(conn: AsyncConnection, url: str, generator: str) -> CachedSummary | None:
-    row = (
-        await conn.execute(
-            select(UrlSummary.title, UrlSummary.summary, UrlSummary.key_points).where(
-                UrlSummary.url == url, UrlSummary.generator == generator
-            )
+async def cached_summaries(
+    conn: AsyncConnection, urls: list[str], generator: str
+) -> dict[str, CachedSummary]:
+    """The cached summaries among `urls` (one query for a whole session's pages)."""
+    if not urls:
+        return {}
+    rows = await conn.execute(
+        select(UrlSummary.url, UrlSummary.title, UrlSummary.summary, UrlSummary.key_points).where(
+            UrlSummary.url.in_(urls), UrlSummary.generator == generator
         )
-    ).one_or_none()
-    return None if row is None else CachedSummary(row.title, row.summary, list(row.key_points))
+    )
+    return {row.url: CachedSummary(row.title, row.summary, list(row.key_points)) for row in rows}
 
 
 async def store_summary(
@@ -149,17 +152,31 @@ async def store_summary(
     )
 
 
-async def record_page_outcome(
-    conn: AsyncConnection,
-    *,
-    session_id: int,
-    url: str,
-    outcome: str,
-    http_status: int | None = None,
-    error: str | None = None,
+@dataclass(frozen=True)
+class PageOutcome:
+    url: str
+    outcome: str  # 'summarized' | 'cached' | 'failed'
+    http_status: int | None = None
+    error: str | None = None
+
+
+async def record_page_outcomes(
+    conn: AsyncConnection, session_id: int, outcomes: list[PageOutcome]
 ) -> None:
+    """Upsert what happened to each page of the session (one statement for all of them)."""
+    if not outcomes:
+        return
     statement = insert(PageCrawl).values(
-        session_id=session_id, url=url, outcome=outcome, http_status=http_status, error=error
+        [
+            {
+                "session_id": session_id,
+                "url": o.url,
+                "outcome": o.outcome,
+                "http_status": o.http_status,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
     )
     await conn.execute(
         statement.on_conflict_do_update(

@@ -30,7 +30,7 @@ from learning_platform.session_workflows import (
 from learning_platform.settings import Settings
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages
 from worker import create_workers
 from workflows.ai_processing import AiProcessing, ProcessSession
@@ -194,6 +194,51 @@ async def test_429_waits_for_retry_after_then_succeeds(
     assert result.outcome == "completed"
     limited, retried = llm.requests_for("page_summary")
     assert retried.received_at - limited.received_at >= 1.4
+
+
+async def test_a_rate_limited_page_is_retried_alone_after_the_others_finished(
+    engine: AsyncEngine, client: Client, ai_worker: Worker, llm: FakeOpenAI, pages: str
+) -> None:
+    user = await add_user(engine)
+    urls = [f"{pages}/article/{n}" for n in range(3)]
+    session = await add_processing_session(engine, user, urls)
+    llm.script(Reply.error(429, retry_after=1))
+
+    result = await process(client, ai_worker, session)
+
+    assert result.outcome == "completed"
+    summaries = llm.requests_for("page_summary")
+    assert len(summaries) == 4, "only the rate-limited page is asked again"
+    assert summaries[-1].received_at - summaries[0].received_at >= 0.9
+    usage = result.usage
+    assert (usage.pages_summarized, usage.pages_cached) == (3, 0), "resumed, not re-read"
+    assert usage.requests == 3 + 1, "three summaries and the mind map; the 429 is not billed"
+
+
+async def test_llm_requests_stay_within_the_limit_while_pages_run_concurrently(
+    engine: AsyncEngine, client: Client, llm: FakeOpenAI, pages: str, ai_settings: Settings
+) -> None:
+    def slow(request: RecordedRequest) -> Reply:
+        reply = summarising_responder(request)
+        reply.delay = 0.2
+        return reply
+
+    llm.responder = slow
+    llm.max_in_flight = 0
+    user = await add_user(engine)
+    sessions = [
+        await add_processing_session(
+            engine, user, [f"{pages}/article/{s * 10 + n}" for n in range(4)]
+        )
+        for s in range(2)
+    ]
+    limited = ai_settings.model_copy(update={"ai_max_concurrency": 3})
+    async for worker in running_workers(client, engine, limited):
+        results = await asyncio.gather(*(process(client, worker, s) for s in sessions))
+
+    assert [r.outcome for r in results] == ["completed", "completed"]
+    assert len(llm.requests) == 10
+    assert llm.max_in_flight == 3
 
 
 async def test_500_and_malformed_output_are_retried_to_success(

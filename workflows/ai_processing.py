@@ -3,7 +3,6 @@ processing session, and that per-session workflow: pages → summaries → mind 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from contracts.ai_processing import (
     LOAD_SESSION_WORK,
     SESSION_WORKFLOW,
     START_SESSION_WORKFLOWS,
-    SUMMARIZE_PAGE,
+    SUMMARIZE_SESSION_PAGES,
     SWEEPER_WORKFLOW,
     AiProcessingInput,
     AiProcessingResult,
@@ -26,15 +25,15 @@ from contracts.ai_processing import (
     CompleteSessionParams,
     FailSessionParams,
     MindMapResult,
-    PageRef,
     PageSummaryResult,
     ProcessSessionInput,
     ProcessSessionResult,
+    SessionPagesResult,
     SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
     StartSessionWorkflowsResult,
-    SummarizePageParams,
+    SummarizeSessionPagesParams,
     ai_task_queue,
 )
 from workflows.job_run import job_run
@@ -53,6 +52,9 @@ LLM_RETRY = RetryPolicy(
     maximum_attempts=8,
 )
 AI_ACTIVITY_TIMEOUT = timedelta(minutes=5)
+# A session's pages wait their turn for the worker's LLM slots; heartbeats, not this, notice a
+# lost worker.
+PAGES_ACTIVITY_TIMEOUT = timedelta(minutes=30)
 # Activities heartbeat every 2 s, so a killed worker's attempt is retried after this.
 AI_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 MAX_REASONS_LISTED = 3
@@ -106,7 +108,12 @@ class ProcessSession:
             "processing session", extra={**_ids(session_id), "pages": len(work.pages)}
         )
         usage = SessionUsage(pages_total=len(work.pages))
-        pages = await asyncio.gather(*(self._summarize(session_id, page) for page in work.pages))
+        try:
+            pages = await self._summarize(work)
+        except ActivityError as exc:
+            return await self._fail(
+                session_id, f"the pages could not be summarised: {_cause(exc)}", usage
+            )
         for page in pages:
             usage.add(page.usage)
         usage.pages_summarized = sum(1 for p in pages if p.outcome == "summarized")
@@ -135,16 +142,18 @@ class ProcessSession:
         )
         return ProcessSessionResult(session_id=session_id, outcome="completed", usage=usage)
 
-    async def _summarize(self, session_id: int, page: PageRef) -> PageSummaryResult:
-        try:
-            result: PageSummaryResult = await _ai_activity(
-                SUMMARIZE_PAGE,
-                SummarizePageParams(session_id=session_id, url=page.url, title=page.title),
-                PageSummaryResult,
-            )
-        except ActivityError as exc:
-            return PageSummaryResult(page.url, page.title, "failed", error=_cause(exc))
-        return result
+    async def _summarize(self, work: SessionWork) -> list[PageSummaryResult]:
+        """Every page in one activity (its pages run concurrently): two round trips through
+        the Temporal server per session instead of one per page."""
+        if not work.pages:
+            return []
+        result: SessionPagesResult = await _ai_activity(
+            SUMMARIZE_SESSION_PAGES,
+            SummarizeSessionPagesParams(session_id=work.session_id, pages=work.pages),
+            SessionPagesResult,
+            start_to_close=PAGES_ACTIVITY_TIMEOUT,
+        )
+        return result.pages
 
     async def _fail(
         self, session_id: int, reason: str, usage: SessionUsage
@@ -171,14 +180,16 @@ async def _database_step(name: str, arg: Any, result_type: type) -> Any:
     )
 
 
-async def _ai_activity(name: str, arg: Any, result_type: type) -> Any:
+async def _ai_activity(
+    name: str, arg: Any, result_type: type, start_to_close: timedelta = AI_ACTIVITY_TIMEOUT
+) -> Any:
     """An activity on the AI task queue of this workflow's queue, with the LLM retry policy."""
     return await workflow.execute_activity(
         name,
         arg,
         result_type=result_type,
         task_queue=ai_task_queue(workflow.info().task_queue),
-        start_to_close_timeout=AI_ACTIVITY_TIMEOUT,
+        start_to_close_timeout=start_to_close,
         heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
         retry_policy=LLM_RETRY,
     )
