@@ -138,13 +138,9 @@ class Crawler:
         body = await self._capped_body(response)
         html = body.decode(response.encoding or "utf-8", errors="replace")
         # Extraction is CPU work; a thread keeps the worker's event loop responsive.
-        document = await asyncio.to_thread(
-            trafilatura.bare_extraction, html, url=str(url), with_metadata=True
-        )
-        text = (getattr(document, "text", None) or "").strip()
+        title, text = await asyncio.to_thread(extract_main_text, html, str(url))
         if len(text.split()) < _MIN_WORDS:
             raise PageUnavailableError("no readable text on the page", response.status_code)
-        title = getattr(document, "title", None) or ""
         return Page(url=str(url), title=title, text=text)
 
     async def _capped_body(self, response: httpx.Response) -> bytes:
@@ -163,6 +159,23 @@ class Crawler:
                 raise too_big
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def extract_main_text(html: str, url: str) -> tuple[str, str]:
+    """The page's <title> and its main text (comments, navigation and boilerplate left out).
+
+    Trafilatura's metadata pass (dates, authors, categories) is skipped: it cost most of the
+    extraction time and only the title is wanted. `fast` skips the second-opinion extractors,
+    which made extraction several times slower for a little more recall on odd layouts.
+    """
+    tree = trafilatura.load_html(html)
+    if tree is None:
+        return "", ""
+    title = " ".join((tree.findtext(".//title") or "").split())
+    document = trafilatura.bare_extraction(
+        tree, url=url, with_metadata=False, include_comments=False, fast=True
+    )
+    return title, (getattr(document, "text", None) or "").strip()
 
 
 def _is_ip_literal(host: str) -> bool:
