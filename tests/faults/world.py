@@ -4,6 +4,7 @@ scenarios compare the jobs' effects with (computed in SQL, independently of the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -200,7 +201,5 @@ async def terminate_running(client: Client) -> None:
     for execution in await running_workflows(client):
         if execution.status == WorkflowExecutionStatus.RUNNING:
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-            try:
+            with contextlib.suppress(Exception):
                 await handle.terminate("fault scenario over")
-            except Exception:  # noqa: BLE001 - it may have finished meanwhile
-                pass
