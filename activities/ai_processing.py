@@ -231,9 +231,8 @@ class SessionAiActivities:
             summary.title or fetched.title, summary.summary, summary.key_points
         )
         async with self._engine.begin() as conn:
-            await session_processing.store_summary(conn, page.url, self._ai.generator, result)
-            await session_processing.record_page_outcomes(
-                conn, session_id, [session_processing.PageOutcome(page.url, "summarized")]
+            await session_processing.store_summary(
+                conn, session_id, page.url, self._ai.generator, result
             )
         done[page.url] = PageSummaryResult(
             page.url, result.title, "summarized", result.summary, result.key_points,

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urldefrag
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.models import (
@@ -135,11 +135,20 @@ async def cached_summaries(
     return {row.url: CachedSummary(row.title, row.summary, list(row.key_points)) for row in rows}
 
 
+@dataclass(frozen=True)
+class PageOutcome:
+    url: str
+    outcome: str  # 'summarized' | 'cached' | 'failed'
+    http_status: int | None = None
+    error: str | None = None
+
+
 async def store_summary(
-    conn: AsyncConnection, url: str, generator: str, summary: CachedSummary
+    conn: AsyncConnection, session_id: int, url: str, generator: str, summary: CachedSummary
 ) -> None:
-    """First summary of a URL wins; a concurrent session's equal work is simply dropped."""
-    await conn.execute(
+    """Cache the page's summary and record it summarised for the session, in one statement.
+    The first summary of a URL wins; a concurrent session's equal work is simply dropped."""
+    cache = (
         insert(UrlSummary)
         .values(
             url=url,
@@ -149,23 +158,22 @@ async def store_summary(
             key_points=summary.key_points,
         )
         .on_conflict_do_nothing()
+        .cte("cached")
     )
-
-
-@dataclass(frozen=True)
-class PageOutcome:
-    url: str
-    outcome: str  # 'summarized' | 'cached' | 'failed'
-    http_status: int | None = None
-    error: str | None = None
+    await conn.execute(
+        _outcomes_upsert(session_id, [PageOutcome(url, "summarized")]).add_cte(cache)
+    )
 
 
 async def record_page_outcomes(
     conn: AsyncConnection, session_id: int, outcomes: list[PageOutcome]
 ) -> None:
     """Upsert what happened to each page of the session (one statement for all of them)."""
-    if not outcomes:
-        return
+    if outcomes:
+        await conn.execute(_outcomes_upsert(session_id, outcomes))
+
+
+def _outcomes_upsert(session_id: int, outcomes: list[PageOutcome]) -> Insert:
     statement = insert(PageCrawl).values(
         [
             {
@@ -178,16 +186,14 @@ async def record_page_outcomes(
             for o in outcomes
         ]
     )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[PageCrawl.session_id, PageCrawl.url],
-            set_={
-                "outcome": statement.excluded.outcome,
-                "http_status": statement.excluded.http_status,
-                "error": statement.excluded.error,
-                "crawled_at": func.now(),
-            },
-        )
+    return statement.on_conflict_do_update(
+        index_elements=[PageCrawl.session_id, PageCrawl.url],
+        set_={
+            "outcome": statement.excluded.outcome,
+            "http_status": statement.excluded.http_status,
+            "error": statement.excluded.error,
+            "crawled_at": func.now(),
+        },
     )
 
 
