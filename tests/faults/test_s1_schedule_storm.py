@@ -29,7 +29,7 @@ from tests.pages_server import serving_pages
 from tests.schedule_helpers import wait_for_actions, wait_until_idle
 from tests.worker_process import running_worker
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 TRIGGERS = int(os.environ.get("FAULTS_TRIGGERS", "50"))
 WORKERS = 3

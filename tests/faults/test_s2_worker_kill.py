@@ -31,7 +31,7 @@ from tests.learning_helpers import wait_for
 from tests.question_set_factories import add_source
 from tests.worker_process import running_worker
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 SCALE = int(os.environ.get("FAULTS_KILL_SCALE", "1"))
 STALE_SESSIONS = 20_000 * SCALE
