@@ -153,8 +153,8 @@ class BatchProgress:
 
 # Keyset batches over all users: every row is visited exactly once, and rows a concurrent
 # handler holds are waited for, not skipped. `= ANY(ARRAY(...))` keeps the primary-key lookup
-# (`IN (SELECT ...)` may become a hash join over the whole table, per batch). The UPDATE re-checks its condition on the newest
-# row version, so a day recorded meanwhile keeps its streak.
+# (`IN (SELECT ...)` may become a hash join over the whole table, per batch). The UPDATE
+# re-checks its condition on the newest row version, so a day recorded meanwhile keeps its streak.
 _RESET_BROKEN_STREAKS = text(
     """
     WITH batch AS (
