@@ -149,16 +149,19 @@ class SessionProcessingActivities:
 
 
 class SessionAiActivities:
-    """`llm_slots` is shared by every LLM call of the process: AI_MAX_CONCURRENCY requests at
-    most, however many pages and sessions are in progress."""
+    """One instance per worker process: at most `llm_concurrency` LLM requests at once, however
+    many pages and sessions are in progress, and at most twice as many pages in progress (read,
+    waiting for the LLM or being stored), so pages are read shortly before their turn and a
+    burst of sessions does not swamp the event loop the workflows share."""
 
     def __init__(
-        self, engine: AsyncEngine, ai: SessionAi, crawler: Crawler, llm_slots: asyncio.Semaphore
+        self, engine: AsyncEngine, ai: SessionAi, crawler: Crawler, llm_concurrency: int
     ) -> None:
         self._engine = engine
         self._ai = ai
         self._crawler = crawler
-        self._llm_slots = llm_slots
+        self._llm_slots = asyncio.Semaphore(llm_concurrency)
+        self._page_slots = asyncio.Semaphore(2 * llm_concurrency)
 
     @activity.defn(name=SUMMARIZE_SESSION_PAGES)
     async def summarize_session_pages(
@@ -204,6 +207,12 @@ class SessionAiActivities:
             )
 
     async def _summarize_page(
+        self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
+    ) -> None:
+        async with self._page_slots:
+            await self._read_and_summarize(session_id, page, done)
+
+    async def _read_and_summarize(
         self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
     ) -> None:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +79,7 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         deps.engine,
         build_session_ai(settings),
         crawler,
-        llm_slots=asyncio.Semaphore(settings.ai_max_concurrency),
+        llm_concurrency=settings.ai_max_concurrency,
     )
     question_ai = QuestionAiActivities(build_storage(settings), build_question_ai(settings))
     return [

@@ -28,6 +28,11 @@ from learning_platform import session_processing
 SESSION_ID = SearchAttributeKey.for_int(SESSION_ID_SEARCH_ATTRIBUTE)
 # Bounds a stuck run; the next sweep starts the session again.
 SESSION_RUN_TIMEOUT = timedelta(hours=2)
+# A busy worker (hundreds of sessions at once) can take longer than the default 10 s to
+# finish a workflow task; the server would then hand the task out again and the worker replay
+# the whole history, which made a busy worker busier (bench/ai_processing). A task lost with
+# a crashed worker is retried after this instead.
+SESSION_TASK_TIMEOUT = timedelta(seconds=30)
 
 
 async def start_session_workflow(
@@ -47,6 +52,7 @@ async def start_session_workflow(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             execution_timeout=SESSION_RUN_TIMEOUT,
+            task_timeout=SESSION_TASK_TIMEOUT,
             search_attributes=TypedSearchAttributes([SearchAttributePair(SESSION_ID, session_id)]),
             static_summary=f"Session {session_id} of user {user_id}: {page_count} pages",
         )
