@@ -37,7 +37,7 @@ from learning_platform.metrics import (
 from learning_platform.outbox_metrics import read_backlog
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
-from workflows import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
 

@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from learning_platform.settings import Settings
 from scheduling.job_schedule import JobSchedule
-from workflows import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS
 
 MANAGED_BY = "learning-jobs schedules.py"
 CREATED_NOTE = "created by schedules.py apply"
