@@ -155,12 +155,17 @@ class SessionAiActivities:
     burst of sessions does not swamp the event loop the workflows share."""
 
     def __init__(
-        self, engine: AsyncEngine, ai: SessionAi, crawler: Crawler, llm_concurrency: int
+        self,
+        engine: AsyncEngine,
+        ai: SessionAi,
+        crawler: Crawler,
+        llm_slots: asyncio.Semaphore,
+        llm_concurrency: int,
     ) -> None:
         self._engine = engine
         self._ai = ai
         self._crawler = crawler
-        self._llm_slots = asyncio.Semaphore(llm_concurrency)
+        self._llm_slots = llm_slots
         self._page_slots = asyncio.Semaphore(2 * llm_concurrency)
 
     @activity.defn(name=SUMMARIZE_SESSION_PAGES)

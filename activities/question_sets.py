@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -220,9 +221,12 @@ class QuestionSetActivities:
 class QuestionAiActivities:
     """The LLM step: the source's text from storage, questions from the provider."""
 
-    def __init__(self, storage: ObjectStorage, question_ai: QuestionAi) -> None:
+    def __init__(
+        self, storage: ObjectStorage, question_ai: QuestionAi, llm_slots: asyncio.Semaphore
+    ) -> None:
         self._storage = storage
         self._ai = question_ai
+        self._llm_slots = llm_slots
 
     @activity.defn(name=GENERATE_QUESTIONS)
     async def generate_questions(self, params: GenerateQuestionsParams) -> GeneratedQuestions:
@@ -232,12 +236,13 @@ class QuestionAiActivities:
                 params.content_type,
                 name=params.source_title,
             )
-            drafts, usage = await self._ai.make_questions(
-                title=params.source_title,
-                text=text,
-                count=params.question_count,
-                seed=params.question_set_id * 1000 + params.attempt,
-            )
+            async with self._llm_slots:
+                drafts, usage = await self._ai.make_questions(
+                    title=params.source_title,
+                    text=text,
+                    count=params.question_count,
+                    seed=params.question_set_id * 1000 + params.attempt,
+                )
         activity.logger.info(
             "questions generated",
             extra={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,13 +76,18 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
             max_redirects=settings.crawler_max_redirects,
         ),
     )
+    # One limit for every LLM request this process makes, sessions and question sets alike.
+    llm_slots = asyncio.Semaphore(settings.ai_max_concurrency)
     session_ai = SessionAiActivities(
         deps.engine,
         build_session_ai(settings),
         crawler,
+        llm_slots=llm_slots,
         llm_concurrency=settings.ai_max_concurrency,
     )
-    question_ai = QuestionAiActivities(build_storage(settings), build_question_ai(settings))
+    question_ai = QuestionAiActivities(
+        build_storage(settings), build_question_ai(settings), llm_slots=llm_slots
+    )
     return [
         session_ai.summarize_session_pages,
         session_ai.build_mind_map,
