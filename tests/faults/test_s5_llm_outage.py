@@ -42,6 +42,21 @@ def unavailable(request: RecordedRequest) -> Reply:
     return Reply.error(503, message="upstream overloaded")
 
 
+def recovered(request: RecordedRequest) -> Reply:
+    """Valid answers again: summaries and mind maps, and questions the source supports."""
+    if request.schema_name != "question_set":
+        return summarising_responder(request)
+    question = {
+        "choices": ["Ebbinghaus", "Pavlov", "Skinner", "Piaget"],
+        "answer": "Ebbinghaus",
+        "explanation": "The source says Hermann Ebbinghaus studied the forgetting curve.",
+    }
+    return Reply.json(
+        {"questions": [{"prompt": f"Question {n}: who studied the forgetting curve?", **question}
+                       for n in range(1, 6)]}
+    )  # fmt: skip
+
+
 def bad_request(request: RecordedRequest) -> Reply:
     return Reply.error(400, message="model 'fake-model' does not support json_schema")
 
@@ -49,9 +64,14 @@ def bad_request(request: RecordedRequest) -> Reply:
 async def start_work(
     engine: AsyncEngine, client: Client, settings: Settings, pages: str, user: int, tag: str
 ) -> tuple[list[int], list[int]]:
+    # Pages of their own per phase: a page summarised earlier would come from the cache.
+    first = 0 if tag == "outage" else 100
     sessions = [
         await add_processing_session(
-            engine, user, [f"{pages}/article/{n}", f"{pages}/article/{n + 1}"], title=tag
+            engine,
+            user,
+            [f"{pages}/article/{first + 2 * n}", f"{pages}/article/{first + 2 * n + 1}"],
+            title=tag,
         )
         for n in range(SESSIONS)
     ]
@@ -104,7 +124,7 @@ async def test_s5_llm_down_then_back_and_a_permanent_400(
             during = len(llm.requests)
             sessions_at_end = await statuses(engine, "sessions", sessions)
             sets_at_end = await statuses(engine, "question_sets", sets)
-            llm.responder = summarising_responder
+            llm.responder = recovered
             fault_report.injected(
                 f"LLM answered 503 to all {during} requests for {time.monotonic() - down:.0f} s "
                 f"while {SESSIONS} sessions and {SETS} question sets were being processed"
