@@ -110,6 +110,8 @@ async def test_s5_llm_down_then_back_and_a_permanent_400(
             "OPENAI_BASE_URL": llm.base_url,
             "OPENAI_MODEL": llm.model,
             "CRAWLER_ALLOWED_HOSTS": '["127.0.0.1"]',
+            # The app (this test) and the relay must name an attempt's workflow alike.
+            "SCHEDULE_ID_PREFIX": settings.schedule_id_prefix,
         }
         with running_worker(settings, **env):
             await client.start_workflow(
@@ -218,7 +220,11 @@ async def permanent_error(
     )
     requests = len(llm.requests) - requests_before
     # One request per page and per set: nothing is retried.
-    assert requests == SESSIONS * 2 + SETS, requests
+    sent = [
+        f"{r.schema_name}:{r.user_text.splitlines()[0][-12:]}"
+        for r in llm.requests[requests_before:]
+    ]
+    assert requests == SESSIONS * 2 + SETS, " ".join(sorted(sent))
     assert all("400" in reason or "OPENAI_" in reason for reason in reasons), reasons
     assert elapsed < 30
     retryable = await scalar(
