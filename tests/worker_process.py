@@ -72,6 +72,7 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "TEMPORAL_ADDRESS": settings.temporal_address or "",
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "TASK_QUEUE": settings.task_queue,
+        "SCHEDULE_ID_PREFIX": settings.schedule_id_prefix,
         "DATA_DIR": str(settings.data_dir),
         "WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
     }

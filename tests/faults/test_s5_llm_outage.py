@@ -110,8 +110,6 @@ async def test_s5_llm_down_then_back_and_a_permanent_400(
             "OPENAI_BASE_URL": llm.base_url,
             "OPENAI_MODEL": llm.model,
             "CRAWLER_ALLOWED_HOSTS": '["127.0.0.1"]',
-            # The app (this test) and the relay must name an attempt's workflow alike.
-            "SCHEDULE_ID_PREFIX": settings.schedule_id_prefix,
         }
         with running_worker(settings, **env):
             await client.start_workflow(
