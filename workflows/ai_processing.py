@@ -37,12 +37,8 @@ from contracts.ai_processing import (
     ai_task_queue,
 )
 from workflows.job_run import job_run
+from workflows.retry_policies import DATABASE_RETRY
 
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
 # Rate limits and outages of the LLM server: back off up to a minute, give up after ~5 minutes
 # (a `Retry-After` from the server replaces the computed delay).
 LLM_RETRY = RetryPolicy(

@@ -17,12 +17,7 @@ from contracts.browsing_sessions import (
     UpdateMetricsResult,
 )
 from workflows.job_run import job_run, scheduled_time
-
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
+from workflows.retry_policies import DATABASE_RETRY
 
 
 @workflow.defn(name="CleanupStaleSessions")

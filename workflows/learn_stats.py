@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from contracts.learn_stats import (
     RECALCULATE_LEARN_STATS,
@@ -17,12 +16,7 @@ from contracts.learn_stats import (
     LearnStatsWeeklyResult,
 )
 from workflows.job_run import job_run, scheduled_time
-
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
+from workflows.retry_policies import DATABASE_RETRY
 
 
 @workflow.defn(name="LearnStatsDaily")

@@ -19,13 +19,7 @@ from contracts.outbox_relay import (
     OutboxRelayInput,
 )
 from workflows.job_run import job_run
-
-# Never give up: a relay that stops retrying stops every event.
-RELAY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
+from workflows.retry_policies import DATABASE_RETRY
 
 
 @workflow.defn(name=OUTBOX_RELAY_WORKFLOW)
@@ -40,7 +34,7 @@ class OutboxRelay:
                 start_to_close_timeout=timedelta(seconds=params.drain_seconds + 120),
                 # A crashed worker's drain is taken over this soon by another worker.
                 heartbeat_timeout=timedelta(seconds=20),
-                retry_policy=RELAY_RETRY,
+                retry_policy=DATABASE_RETRY,
             )
             if workflow.info().is_continue_as_new_suggested():
                 break

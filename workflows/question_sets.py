@@ -38,12 +38,8 @@ from contracts.question_sets import (
     SourceCleanupResult,
 )
 from workflows.job_run import job_run, scheduled_time
+from workflows.retry_policies import DATABASE_RETRY
 
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
 # An optimistic-lock conflict clears as soon as the activity reads again: retry quickly.
 CONFLICT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
