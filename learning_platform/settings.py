@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         default=3000, ge=100, description="Page text is cut to this many tokens before sending"
     )
     ai_max_concurrency: int = Field(
-        default=8, ge=1, description="AI activities one worker runs at once (LLM rate limits)"
+        default=8, ge=1, description="LLM requests (and AI activities) per worker process at once"
     )
     ai_sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
     crawler_allowed_hosts: list[str] = Field(
