@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,6 +23,13 @@ from learning_platform.learn_stats import BatchProgress
 Batch = Callable[[AsyncConnection, int], Awaitable[BatchProgress]]
 
 
+def _resume_from(details: Sequence[Any]) -> tuple[int, int]:
+    """(changed so far, last user done) from a previous attempt's heartbeat, or a fresh start."""
+    if len(details) < 2:
+        return 0, 0
+    return int(details[0]), int(details[1])
+
+
 class LearnStatsActivities:
     def __init__(self, engine: AsyncEngine, timezone: ZoneInfo, batch_size: int) -> None:
         self._engine = engine
@@ -32,17 +40,18 @@ class LearnStatsActivities:
         return moment.astimezone(self._timezone).date()
 
     async def _all_batches(self, batch: Batch) -> int:
-        """Keyset batches, each its own transaction; a retried activity simply starts over,
-        which is harmless because every batch is idempotent."""
-        total, after = 0, 0
+        """Keyset batches, each its own transaction. The heartbeat carries the running total
+        and the position, so a retried activity continues after the last batch it reported
+        (repeating a batch would be harmless: each is idempotent)."""
+        total, after = _resume_from(activity.info().heartbeat_details)
         while True:
             async with self._engine.begin() as conn:
                 progress = await batch(conn, after)
             total += progress.changed
-            activity.heartbeat(after)
             if progress.next_after is None:
                 return total
             after = progress.next_after
+            activity.heartbeat(total, after)
 
     @activity.defn(name=RESET_BROKEN_STREAKS)
     async def reset_broken_streaks(self, params: LearnStatsJobParams) -> LearnStatsDailyResult:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.outbox import enqueue_event
@@ -151,25 +151,56 @@ class BatchProgress:
     next_after: int | None
 
 
-# Keyset batches over all users: every row is visited exactly once, and rows a concurrent
-# handler holds are waited for, not skipped. `= ANY(ARRAY(...))` keeps the primary-key lookup
-# (`IN (SELECT ...)` may become a hash join over the whole table, per batch). The UPDATE
-# re-checks its condition on the newest row version, so a day recorded meanwhile keeps its streak.
+# A batch is the next `:limit` users after the previous batch's last one, in key order; the
+# batch then reads and writes the user_id range up to its last user (one index range scan in
+# heap order, where probing each id of a list cost a descent of the primary key per user).
+# Only users with a live streak can lose it: the partial index ix_learn_stats_live_streak holds
+# just those, so the daily job never walks users whose streak is already 0.
+_LIVE_STREAKS_BOUND = text(
+    """
+    SELECT max(user_id) AS last_user, count(*) AS visited
+      FROM (SELECT user_id FROM learn_stats WHERE current_streak > 0 AND user_id > :after
+             ORDER BY user_id LIMIT :limit) batch
+    """
+)
+_USERS_BOUND = text(
+    """
+    SELECT max(user_id) AS last_user, count(*) AS visited
+      FROM (SELECT user_id FROM learn_stats WHERE user_id > :after
+             ORDER BY user_id LIMIT :limit) batch
+    """
+)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    last_user: int
+    is_last_batch: bool
+
+
+async def _next_bound(
+    conn: AsyncConnection, statement: TextClause, *, after: int, limit: int
+) -> _Bound | None:
+    row = (await conn.execute(statement, {"after": after, "limit": limit})).one()
+    if not row.visited:
+        return None
+    return _Bound(last_user=row.last_user, is_last_batch=row.visited < limit)
+
+
+def _progress(changed: int, bound: _Bound) -> BatchProgress:
+    return BatchProgress(changed, None if bound.is_last_batch else bound.last_user)
+
+
+# No row locks are taken before the UPDATE: it re-checks the condition on each row's newest
+# version (READ COMMITTED re-evaluates it after waiting for a concurrent writer), so a day
+# recorded meanwhile keeps its streak and no row is written twice.
 _RESET_BROKEN_STREAKS = text(
     """
-    WITH batch AS (
-        SELECT user_id FROM learn_stats WHERE user_id > :after ORDER BY user_id LIMIT :limit
-    ), reset AS (
-        UPDATE learn_stats s
-           SET current_streak = 0, version = s.version + 1, updated_at = now()
-         WHERE s.user_id = ANY(ARRAY(SELECT user_id FROM batch))
-           AND s.current_streak > 0
-           AND (s.last_learned_date IS NULL OR s.last_learned_date < :yesterday)
-        RETURNING 1
-    )
-    SELECT (SELECT max(user_id) FROM batch) AS last_user,
-           (SELECT count(*) FROM batch) AS visited,
-           (SELECT count(*) FROM reset) AS changed
+    UPDATE learn_stats
+       SET current_streak = 0, version = version + 1, updated_at = now()
+     WHERE user_id > :after AND user_id <= :last_user
+       AND current_streak > 0
+       AND (last_learned_date IS NULL OR last_learned_date < :yesterday)
     """
 )
 
@@ -178,37 +209,34 @@ async def reset_broken_streaks_batch(
     conn: AsyncConnection, *, yesterday: date, after: int, limit: int
 ) -> BatchProgress:
     """Zero the current streak of users whose last learning day is before `yesterday`."""
-    row = (
-        await conn.execute(
-            _RESET_BROKEN_STREAKS, {"after": after, "limit": limit, "yesterday": yesterday}
-        )
-    ).one()
-    next_after = row.last_user if row.visited == limit else None
-    return BatchProgress(changed=int(row.changed), next_after=next_after)
+    bound = await _next_bound(conn, _LIVE_STREAKS_BOUND, after=after, limit=limit)
+    if bound is None:
+        return BatchProgress(changed=0, next_after=None)
+    result = await conn.execute(
+        _RESET_BROKEN_STREAKS,
+        {"after": after, "last_user": bound.last_user, "yesterday": yesterday},
+    )
+    return _progress(result.rowcount, bound)  # type: ignore[attr-defined]
 
 
-_LOCK_USERS = text(
-    """
-    SELECT min(user_id) AS first_user, max(user_id) AS last_user, count(*) AS visited
-      FROM (SELECT user_id FROM learn_stats WHERE user_id > :after
-             ORDER BY user_id LIMIT :limit FOR UPDATE) locked
-    """
-)
-
-# Run after the batch's rows are locked, in a new statement: its snapshot then includes every
-# handler that committed before, and a handler still running waits for this transaction and
-# adds its records afterwards (they are not yet marked applied, so they are not counted here).
+# Totals are counted from the covering index ix_learning_records_user_id_solved_at (an
+# index-only scan of the batch's range), not from records scattered over the heap.
+#
+# Without row locks, a learning.recorded handler may commit between this statement's snapshot
+# and its write of a user; the stale totals must not overwrite the handler's. The handler bumps
+# `version`, so the UPDATE, re-checking `version` on the newest row version, skips that user;
+# `due` > `updated` tells the caller to run the batch again with a fresh snapshot.
 _RECALCULATE = text(
     "WITH"
-    + _STREAKS.format(users="user_id BETWEEN :first AND :last")
+    + _STREAKS.format(users="user_id > :after AND user_id <= :last_user")
     + """
     , totals AS (
         SELECT user_id, count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
           FROM learning_records
-         WHERE user_id BETWEEN :first AND :last AND stats_applied
+         WHERE user_id > :after AND user_id <= :last_user AND stats_applied
          GROUP BY user_id
     ), fresh AS (
-        SELECT s.user_id,
+        SELECT s.user_id, s.version,
                coalesce(t.solved, 0) AS total_solved,
                coalesce(t.correct, 0) AS total_correct,
                coalesce(k.longest, 0) AS longest_streak,
@@ -224,7 +252,7 @@ _RECALCULATE = text(
           FROM learn_stats s
           LEFT JOIN totals t USING (user_id)
           LEFT JOIN streaks k USING (user_id)
-         WHERE s.user_id BETWEEN :first AND :last
+         WHERE s.user_id > :after AND s.user_id <= :last_user
     ), updated AS (
         UPDATE learn_stats s
            SET total_solved = f.total_solved,
@@ -238,10 +266,14 @@ _RECALCULATE = text(
                version = s.version + 1,
                updated_at = now()
           FROM fresh f
-         WHERE s.user_id = f.user_id AND (f.corrected OR f.new_week)
+         WHERE s.user_id = f.user_id AND s.user_id > :after AND s.user_id <= :last_user
+           AND s.version = f.version AND (f.corrected OR f.new_week)
         RETURNING f.corrected
     )
-    SELECT count(*) FILTER (WHERE corrected) FROM updated
+    SELECT (SELECT count(*) FROM fresh WHERE corrected OR new_week) AS due,
+           count(*) AS updated,
+           count(*) FILTER (WHERE corrected) AS corrected
+      FROM updated
     """
 )
 
@@ -251,19 +283,18 @@ async def recalculate_batch(
 ) -> BatchProgress:
     """Reset weekly counters to the week starting `week_start` and recompute the cumulative
     statistics from the records; `changed` counts users whose cumulative values were wrong."""
-    locked = (await conn.execute(_LOCK_USERS, {"after": after, "limit": limit})).one()
-    if not locked.visited:
+    bound = await _next_bound(conn, _USERS_BOUND, after=after, limit=limit)
+    if bound is None:
         return BatchProgress(changed=0, next_after=None)
-    corrected = (
-        await conn.execute(
-            _RECALCULATE,
-            {
-                "first": locked.first_user,
-                "last": locked.last_user,
-                "yesterday": yesterday,
-                "week_start": week_start,
-            },
-        )
-    ).scalar_one()
-    next_after = locked.last_user if locked.visited == limit else None
-    return BatchProgress(changed=int(corrected), next_after=next_after)
+    parameters = {
+        "after": after,
+        "last_user": bound.last_user,
+        "yesterday": yesterday,
+        "week_start": week_start,
+    }
+    corrected = 0
+    while True:
+        row = (await conn.execute(_RECALCULATE, parameters)).one()
+        corrected += row.corrected
+        if row.updated == row.due:
+            return _progress(corrected, bound)

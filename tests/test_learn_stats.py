@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -7,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import (
     Client,
     Schedule,
@@ -17,15 +19,19 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.learn_stats import LearnStatsActivities
 from activities.registry import Dependencies
 from contracts.learn_stats import (
     LearnStatsDailyInput,
     LearnStatsDailyResult,
+    LearnStatsJobParams,
     LearnStatsWeeklyInput,
     LearnStatsWeeklyResult,
 )
+from learning_platform.learn_stats import apply_learning_records, recalculate_batch
 from learning_platform.settings import Settings
 from tests.factories import add_user
 from tests.learning_helpers import drain, enqueue, production_handlers, record, stats, wait_for
@@ -260,3 +266,86 @@ async def test_weekly_repairs_corrupted_totals_and_starts_a_new_week(
 
     await drain(engine, handlers)
     assert (await stats(engine, users[2]))["total_solved"] == 2
+
+
+async def test_a_retried_daily_activity_resumes_after_its_last_heartbeat(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    users = [await add_user(engine, f"r{i}@example.com") for i in range(6)]
+    broken = date(2026, 11, 1)
+    await insert_stats(engine, {user: (broken, 2) for user in users})
+    activities = LearnStatsActivities(engine, settings.timezone, batch_size=2)
+    heartbeats: list[tuple[int, int]] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    # A previous attempt reported 2 streaks reset with users[1] as the last user done.
+    env.info = dataclasses.replace(env.info, heartbeat_details=[2, users[1]])
+
+    result = await env.run(
+        activities.reset_broken_streaks,
+        LearnStatsJobParams(scheduled_time=datetime(2026, 11, 21, 0, 0, tzinfo=KST)),
+    )
+
+    assert result.reset_streaks == 2 + 4
+    assert await streaks(engine) == {users[0]: 2, users[1]: 2} | {u: 0 for u in users[2:]}
+    # The running total and the last user done, after every full batch.
+    assert heartbeats == [(4, users[3]), (6, users[5])]
+
+
+async def test_weekly_batch_waits_for_a_concurrent_handler_and_counts_its_record_once(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    day = today()
+    monday = day + timedelta(days=7 - day.weekday())
+    users = [await add_user(engine, f"c{i}@example.com") for i in range(3)]
+    for user in users:
+        await record(engine, user, kst(day - timedelta(days=10), 10, 0))
+    async with engine.begin() as conn:
+        await apply_learning_records(
+            conn, await pending_record_ids(conn), settings.schedule_timezone
+        )
+        await conn.execute(text("DELETE FROM outbox_events"))
+    late = await record(engine, users[1], kst(day - timedelta(days=9), 10, 0))
+
+    async with engine.connect() as handler:
+        # The relay delivering the late record: its row is written, not yet committed.
+        transaction = await handler.begin()
+        await apply_learning_records(handler, [late], settings.schedule_timezone)
+        batch = asyncio.create_task(recalculate_all(engine, monday))
+        await wait_for(lambda: batch_waits_for_a_row_lock(engine))
+        await transaction.commit()
+        corrected = await batch
+
+    assert corrected == 0
+    after = await stats(engine, users[1])
+    assert (after["total_solved"], after["week_start"], after["weekly_solved"]) == (2, monday, 0)
+    assert (after["longest_streak"], after["last_learned_date"]) == (2, day - timedelta(days=9))
+    assert [(await stats(engine, u))["total_solved"] for u in (users[0], users[2])] == [1, 1]
+
+
+async def pending_record_ids(conn: AsyncConnection) -> list[int]:
+    return list((await conn.execute(text("SELECT id FROM learning_records"))).scalars())
+
+
+async def recalculate_all(engine: AsyncEngine, monday: date) -> int:
+    async with engine.begin() as conn:
+        progress = await recalculate_batch(
+            conn,
+            week_start=monday,
+            yesterday=monday - timedelta(days=1),
+            after=0,
+            limit=10,
+        )
+    assert progress.next_after is None
+    return progress.changed
+
+
+async def batch_waits_for_a_row_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%fresh AS%'"
+            )
+        )
+    return bool(waiting)

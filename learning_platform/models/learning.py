@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Identity, Index, Integer, false, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from learning_platform.models.base import Base, created_at_column
@@ -18,7 +29,15 @@ def _user_fk(primary_key: bool = False) -> Mapped[int]:
 
 class LearningRecord(Base):
     __tablename__ = "learning_records"
-    __table_args__ = (Index("ix_learning_records_user_id_solved_at", "user_id", "solved_at"),)
+    __table_args__ = (
+        # Covering: learn-stats-weekly counts each user's records with an index-only scan.
+        Index(
+            "ix_learning_records_user_id_solved_at",
+            "user_id",
+            "solved_at",
+            postgresql_include=["correct", "stats_applied"],
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = _user_fk()
@@ -43,6 +62,10 @@ class LearningDay(Base):
 
 class LearnStats(Base):
     __tablename__ = "learn_stats"
+    # learn-stats-daily walks only the users whose streak it may break.
+    __table_args__ = (
+        Index("ix_learn_stats_live_streak", "user_id", postgresql_where=text("current_streak > 0")),
+    )
 
     user_id: Mapped[int] = _user_fk(primary_key=True)
     # The run of consecutive learning days ending at last_learned_date; 0 once that run is

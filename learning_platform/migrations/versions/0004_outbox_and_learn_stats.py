@@ -41,8 +41,12 @@ def upgrade() -> None:
         sa.Column("stats_applied", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
+    # Covering: learn-stats-weekly counts each user's records with an index-only scan.
     op.create_index(
-        "ix_learning_records_user_id_solved_at", "learning_records", ["user_id", "solved_at"]
+        "ix_learning_records_user_id_solved_at",
+        "learning_records",
+        ["user_id", "solved_at"],
+        postgresql_include=["correct", "stats_applied"],
     )
     op.create_table(
         "learning_days",
@@ -62,6 +66,13 @@ def upgrade() -> None:
         sa.Column("total_correct", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    )
+    # learn-stats-daily walks only the users whose streak it may break.
+    op.create_index(
+        "ix_learn_stats_live_streak",
+        "learn_stats",
+        ["user_id"],
+        postgresql_where=sa.text("current_streak > 0"),
     )
     op.create_table(
         "outbox_dead_letters",
