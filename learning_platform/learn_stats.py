@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.outbox import enqueue_event
@@ -152,17 +152,12 @@ class BatchProgress:
 
 
 # A batch is the next `:limit` users after the previous batch's last one, in key order; the
-# batch then reads and writes the user_id range up to its last user (one index range scan in
-# heap order, where probing each id of a list cost a descent of the primary key per user).
-# Only users with a live streak can lose it: the partial index ix_learn_stats_live_streak holds
-# just those, so the daily job never walks users whose streak is already 0.
-_LIVE_STREAKS_BOUND = text(
-    """
-    SELECT max(user_id) AS last_user, count(*) AS visited
-      FROM (SELECT user_id FROM learn_stats WHERE current_streak > 0 AND user_id > :after
-             ORDER BY user_id LIMIT :limit) batch
-    """
-)
+# batch then reads and writes the user_id range up to its last user (one index range scan,
+# where probing each id of a list cost a descent of the primary key per user).
+#
+# The daily job walks every user, not a partial index of live streaks (current_streak > 0):
+# such an index makes every streak change a non-HOT update (the handler's too), and with most
+# streaks live it made the job 40 % slower (docs/benchmarks.md, learn-stats).
 _USERS_BOUND = text(
     """
     SELECT max(user_id) AS last_user, count(*) AS visited
@@ -178,10 +173,8 @@ class _Bound:
     is_last_batch: bool
 
 
-async def _next_bound(
-    conn: AsyncConnection, statement: TextClause, *, after: int, limit: int
-) -> _Bound | None:
-    row = (await conn.execute(statement, {"after": after, "limit": limit})).one()
+async def _next_bound(conn: AsyncConnection, *, after: int, limit: int) -> _Bound | None:
+    row = (await conn.execute(_USERS_BOUND, {"after": after, "limit": limit})).one()
     if not row.visited:
         return None
     return _Bound(last_user=row.last_user, is_last_batch=row.visited < limit)
@@ -209,7 +202,7 @@ async def reset_broken_streaks_batch(
     conn: AsyncConnection, *, yesterday: date, after: int, limit: int
 ) -> BatchProgress:
     """Zero the current streak of users whose last learning day is before `yesterday`."""
-    bound = await _next_bound(conn, _LIVE_STREAKS_BOUND, after=after, limit=limit)
+    bound = await _next_bound(conn, after=after, limit=limit)
     if bound is None:
         return BatchProgress(changed=0, next_after=None)
     result = await conn.execute(
@@ -283,7 +276,7 @@ async def recalculate_batch(
 ) -> BatchProgress:
     """Reset weekly counters to the week starting `week_start` and recompute the cumulative
     statistics from the records; `changed` counts users whose cumulative values were wrong."""
-    bound = await _next_bound(conn, _USERS_BOUND, after=after, limit=limit)
+    bound = await _next_bound(conn, after=after, limit=limit)
     if bound is None:
         return BatchProgress(changed=0, next_after=None)
     parameters = {

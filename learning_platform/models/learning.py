@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Date,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    false,
-    func,
-    text,
-)
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Identity, Index, Integer, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from learning_platform.models.base import Base, created_at_column
@@ -62,10 +51,6 @@ class LearningDay(Base):
 
 class LearnStats(Base):
     __tablename__ = "learn_stats"
-    # learn-stats-daily walks only the users whose streak it may break.
-    __table_args__ = (
-        Index("ix_learn_stats_live_streak", "user_id", postgresql_where=text("current_streak > 0")),
-    )
 
     user_id: Mapped[int] = _user_fk(primary_key=True)
     # The run of consecutive learning days ending at last_learned_date; 0 once that run is

@@ -67,13 +67,6 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
-    # learn-stats-daily walks only the users whose streak it may break.
-    op.create_index(
-        "ix_learn_stats_live_streak",
-        "learn_stats",
-        ["user_id"],
-        postgresql_where=sa.text("current_streak > 0"),
-    )
     op.create_table(
         "outbox_dead_letters",
         sa.Column("id", sa.BigInteger, primary_key=True),
