@@ -38,7 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 from bench.stack import database_url
 from contracts.ai_processing import AiProcessingInput, ai_task_queue
 from learning_platform.database import create_engine
-from learning_platform.devstack import SEARCH_ATTRIBUTES, temporal_cli_path
+from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.settings import PROJECT_ROOT
 from tests.ai_processing_helpers import summarising_responder
@@ -127,11 +127,7 @@ async def run(sessions: int, pages: int, latency: float, concurrency: int) -> No
     await asyncio.to_thread(upgrade, url)
     temporal = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
-        dev_server_extra_args=[
-            arg
-            for name, kind in SEARCH_ATTRIBUTES.items()
-            for arg in ("--search-attribute", f"{name}={kind}")
-        ],
+        dev_server_extra_args=search_attribute_args(),
     )
     engine = create_engine(url, pool_size=2)
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
 from learning_platform.database import create_engine, start_embedded_postgres
-from learning_platform.devstack import SEARCH_ATTRIBUTES, temporal_cli_path
+from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.settings import Settings
 from worker import create_worker
@@ -49,11 +49,7 @@ async def bench_stack(**setting_overrides: Any) -> AsyncIterator[BenchStack]:
     await asyncio.to_thread(upgrade, url)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
-        dev_server_extra_args=[
-            arg
-            for name, kind in SEARCH_ATTRIBUTES.items()
-            for arg in ("--search-attribute", f"{name}={kind}")
-        ],
+        dev_server_extra_args=search_attribute_args(),
     )
     engine = create_engine(url, pool_size=4)
     settings = Settings(

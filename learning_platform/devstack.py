@@ -15,6 +15,15 @@ from pathlib import Path
 SEARCH_ATTRIBUTES: Mapping[str, str] = {"SessionId": "Int"}
 
 
+def search_attribute_args() -> list[str]:
+    """`temporal server start-dev` flags registering SEARCH_ATTRIBUTES."""
+    return [
+        arg
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        for arg in ("--search-attribute", f"{name}={kind}")
+    ]
+
+
 def temporal_cli_path() -> str:
     """The `temporal` binary: next to this interpreter (the venv) first, then on PATH."""
     beside_python = Path(sys.executable).parent / "temporal"
@@ -47,9 +56,8 @@ def start_dev_server(
         "--db-filename", str(data_dir / "temporal.db"),
         "--port", str(port), "--ui-port", str(ui_port),
         "--log-level", "warn",
+        *search_attribute_args(),
     ]  # fmt: skip
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        command += ["--search-attribute", f"{name}={kind}"]
     log_file = (data_dir / "temporal.log").open("ab")
     # Its own session: Ctrl-C reaches `make dev`, which stops Temporal after the worker.
     process = subprocess.Popen(

@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 
 from activities.registry import Dependencies
 from learning_platform.database import create_engine, start_embedded_postgres
-from learning_platform.devstack import SEARCH_ATTRIBUTES, temporal_cli_path
+from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.models import Base
 from learning_platform.settings import Settings
@@ -64,11 +64,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     else:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_cli_path(),
-            dev_server_extra_args=[
-                arg
-                for name, kind in SEARCH_ATTRIBUTES.items()
-                for arg in ("--search-attribute", f"{name}={kind}")
-            ],
+            dev_server_extra_args=search_attribute_args(),
         )
     yield env
     await env.shutdown()
