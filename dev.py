@@ -21,6 +21,7 @@ from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_dem
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
+from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
@@ -95,6 +96,7 @@ def banner(settings: Settings) -> str:
     )
 
 
+@exits_without_teardown
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)

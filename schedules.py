@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
+from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
@@ -65,10 +67,16 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
     print(f"{'SCHEDULE':<32} {'WHEN':<16} {'STATE':<8} {'NEXT RUN':<26} NOTE")
     for job in declared_schedules(settings):
         schedule_id = full_id(job.schedule_id, settings)
-        description = await client.get_schedule_handle(schedule_id).describe()
+        when = job.cron or f"every {job.every}"
+        try:
+            description = await client.get_schedule_handle(schedule_id).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            print(f"{schedule_id:<32} {when:<16} {'missing':<8} {'-':<26} run `apply`")
+            continue
         state = description.schedule.state
         next_runs = description.info.next_action_times
-        when = job.cron or f"every {job.every}"
         next_run = next_runs[0].astimezone(settings.timezone).isoformat() if next_runs else "-"
         status = "paused" if state.paused else "active"
         print(f"{schedule_id:<32} {when:<16} {status:<8} {next_run:<26} {state.note or ''}")
@@ -163,9 +171,18 @@ def parser() -> argparse.ArgumentParser:
 async def run(argv: Sequence[str], settings: Settings) -> None:
     args = parser().parse_args(argv)
     client = await connect(settings)
-    await COMMANDS[args.command](client, settings, args)
+    try:
+        await COMMANDS[args.command](client, settings, args)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND or not hasattr(args, "id"):
+            raise
+        raise SystemExit(
+            f"schedule {args.id!r} is declared but not in Temporal "
+            f"(namespace {settings.temporal_namespace!r}); run `schedules.py apply` first"
+        ) from exc
 
 
+@exits_without_teardown
 def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
     try:

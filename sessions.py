@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from contracts.ai_processing import ProcessSessionResult, session_workflow_id
 from learning_platform.database import create_engine, resolve_database_url
+from learning_platform.process_exit import exits_without_teardown
 from learning_platform.session_workflows import SessionNotWaitingError, process_session_now
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
@@ -44,6 +45,7 @@ async def process(settings: Settings, session_id: int, wait: bool) -> int:
     return 0
 
 
+@exits_without_teardown
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sessions.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)

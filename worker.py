@@ -35,6 +35,7 @@ from learning_platform.metrics import (
     serve_metrics,
 )
 from learning_platform.outbox_metrics import read_backlog
+from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from workflows.registry import ALL_WORKFLOWS
@@ -109,6 +110,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     log.info("worker stopped")
 
 
+@exits_without_teardown
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)

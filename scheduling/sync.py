@@ -182,7 +182,9 @@ async def plan(client: Client, settings: Settings, declared: Sequence[JobSchedul
         diff = await differences(build_schedule(job, settings), existing, client.data_converter)
         changes.append(Change(schedule_id, "updated" if diff else "unchanged", diff))
     for orphan in sorted(await _managed_ids(client, settings) - declared_ids):
-        changes.append(Change(orphan, "deleted", ["no longer declared"]))
+        # The listing is eventually consistent and may still show a schedule just deleted.
+        if await _describe(client, orphan) is not None:
+            changes.append(Change(orphan, "deleted", ["no longer declared"]))
     return changes
 
 
@@ -197,8 +199,16 @@ async def apply(
         elif change.outcome == "updated":
             await _update(client, build_schedule(by_id[change.schedule_id], settings), change)
         elif change.outcome == "deleted":
-            await client.get_schedule_handle(change.schedule_id).delete()
+            await _delete(client, change.schedule_id)
     return changes
+
+
+async def _delete(client: Client, schedule_id: str) -> None:
+    try:
+        await client.get_schedule_handle(schedule_id).delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:  # gone already: deleted by a concurrent apply
+            raise
 
 
 async def _create(client: Client, settings: Settings, schedule_id: str, job: JobSchedule) -> None:

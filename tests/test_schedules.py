@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 import schedules
@@ -86,9 +87,15 @@ async def test_undeclared_schedules_of_this_deployment_are_pruned_others_kept(
     changes = await apply(client, settings, declared[:-1])
 
     assert outcomes(changes)[pruned] == "deleted"
-    remaining = {s.id async for s in await client.list_schedules()}
-    assert pruned not in remaining
-    assert full_id(declared[0].schedule_id, other_deployment) in remaining
+    # describe, not list_schedules: the listing may still show a schedule just deleted.
+    with pytest.raises(RPCError) as gone:
+        await client.get_schedule_handle(pruned).describe()
+    assert gone.value.status == RPCStatusCode.NOT_FOUND
+    await client.get_schedule_handle(full_id(declared[0].schedule_id, other_deployment)).describe()
+    again = await apply(client, settings, declared[:-1])
+    assert pruned not in outcomes(again), (
+        "a schedule still listed after deletion is not pruned twice"
+    )
 
 
 async def test_invalid_declaration_changes_nothing(client: Client, settings: Settings) -> None:
@@ -223,3 +230,16 @@ async def test_three_workers_each_tick_runs_once(
     # Stale at every tick: the first run fails all 20, no later run finds any left.
     assert sum(r["failed_sessions"] for r in results) == 20
     assert set((await session_statuses(engine)).values()) == {"failed"}
+
+
+async def test_commands_before_apply_say_to_apply(
+    client: Client, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await schedules.run(["list"], settings)
+    listed = capsys.readouterr().out.splitlines()[1:]
+    with pytest.raises(SystemExit) as trigger:
+        await schedules.run(["trigger", "cleanup-stale-sessions"], settings)
+
+    assert len(listed) == len(declared_schedules(settings))
+    assert all(line.split()[-4:] == ["missing", "-", "run", "`apply`"] for line in listed), listed
+    assert "run `schedules.py apply` first" in str(trigger.value.code)
