@@ -40,6 +40,7 @@ from contracts.ai_processing import AiProcessingInput, ai_task_queue
 from learning_platform.database import create_engine
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
+from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import PROJECT_ROOT
 from tests.ai_processing_helpers import summarising_responder
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
@@ -237,4 +238,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exits_without_teardown(main)()

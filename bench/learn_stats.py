@@ -25,6 +25,7 @@ from activities.registry import Dependencies
 from bench.stack import BenchStack, bench_stack, timed
 from contracts.learn_stats import LearnStatsDailyInput, LearnStatsWeeklyInput
 from learning_platform import learn_stats
+from learning_platform.process_exit import exits_without_teardown
 from worker import create_worker
 from workflows.learn_stats import LearnStatsDaily, LearnStatsWeekly
 
@@ -262,4 +263,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, nargs="+", default=[10_000, 50_000])
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.records, args.runs, args.batch_size))
+    exits_without_teardown(asyncio.run)(main(args.users, args.records, args.runs, args.batch_size))

@@ -22,6 +22,7 @@ from bench.stack import bench_stack, timed
 from contracts.outbox_relay import OutboxRelayInput
 from learning_platform.learn_stats import record_learning
 from learning_platform.outbox_relay import RetryPolicy, relay_batch
+from learning_platform.process_exit import exits_without_teardown
 from workflows.outbox_relay import OutboxRelay
 
 # Bench-only: when each event left the outbox (the relay's DELETE, just before its commit).
@@ -168,4 +169,6 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.backlog, args.users, args.batch_size))
+    exits_without_teardown(asyncio.run)(
+        main(args.rate, args.seconds, args.backlog, args.users, args.batch_size)
+    )

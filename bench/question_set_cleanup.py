@@ -28,6 +28,7 @@ from bench.stack import bench_stack, timed
 from contracts.question_sets import QuestionSetCleanupInput
 from learning_platform import question_sets
 from learning_platform.models import MAX_QUESTION_SET_RETRIES
+from learning_platform.process_exit import exits_without_teardown
 from workflows.question_sets import QuestionSetCleanup
 
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -203,4 +204,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()
-    asyncio.run(main(args.sets, args.stale, args.runs, args.batch_size))
+    exits_without_teardown(asyncio.run)(main(args.sets, args.stale, args.runs, args.batch_size))

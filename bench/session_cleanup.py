@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, timed
 from contracts.browsing_sessions import CleanupStaleSessionsInput
+from learning_platform.process_exit import exits_without_teardown
 from workflows.browsing_sessions import CleanupStaleSessions
 
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -156,4 +157,4 @@ if __name__ == "__main__":
     parser.add_argument("--stale", type=int, default=300_000)
     parser.add_argument("--seed-sample", type=int, default=3_000)
     args = parser.parse_args()
-    asyncio.run(main(args.sessions, args.stale, args.seed_sample))
+    exits_without_teardown(asyncio.run)(main(args.sessions, args.stale, args.seed_sample))
