@@ -171,7 +171,13 @@ async def test_question_set_requested_starts_one_workflow_per_attempt(
     handle = client.get_workflow_handle(workflow_id)
     description = await handle.describe()
     assert description.task_queue == settings.task_queue
-    runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    # The visibility list lags behind starts: wait for the run to show, then count.
+    async with asyncio.timeout(10):
+        while True:
+            runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+            if runs:
+                break
+            await asyncio.sleep(0.1)
     assert len(runs) == 1
     await handle.terminate("test over")
 
