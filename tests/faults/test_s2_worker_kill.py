@@ -37,7 +37,8 @@ SCALE = int(os.environ.get("FAULTS_KILL_SCALE", "1"))
 STALE_SESSIONS = 20_000 * SCALE
 DOOMED_SOURCES = 600 * SCALE
 BROKEN_USERS = 20_000 * SCALE
-CORRUPT_USERS = 2_000 * SCALE
+CORRUPT_USERS = 2_000 * SCALE  # every 11th of the B + C users (see seed_learners)
+assert (BROKEN_USERS + CORRUPT_USERS) // 11 == CORRUPT_USERS
 RELAY_RECORDS = 20_000 * SCALE
 PROCESSING_SESSIONS = 12
 SMALL_BATCHES = {
@@ -81,9 +82,11 @@ async def seed(engine: AsyncEngine, settings: Settings, pages: str) -> None:
 
 
 async def seed_learners(engine: AsyncEngine, settings: Settings) -> None:
-    """Corrupt totals (weekly corrects them), then broken streaks (daily resets them): both jobs
-    walk users in id order, so each reaches its own users early. Then learning records with
-    their pending `learning.recorded` events (the relay counts them)."""
+    """Among users 2 .. B+C+1, every 11th has corrupt totals (weekly corrects them) and the
+    others broken streaks (daily resets them). Both jobs walk users in id order, so spreading
+    their users over the walk makes the rows they changed a measure of how far each got (with
+    the corrupt users first, weekly had changed them all, mid-walk, before the kill). Then
+    learning records with their pending `learning.recorded` events (the relay counts them)."""
     today = local_today(settings)
     await execute(
         engine,
@@ -94,7 +97,8 @@ async def seed_learners(engine: AsyncEngine, settings: Settings) -> None:
     await execute(
         engine,
         "INSERT INTO learning_days (user_id, day) SELECT u, CAST(:today AS date) - d "
-        "FROM generate_series(:c + 2, :c + :b + 1) u, generate_series(5, 7) d",
+        "FROM generate_series(2, CAST(:c AS int) + :b + 1) u, generate_series(5, 7) d "
+        "WHERE u % 11 <> 0",
         today=today,
         b=BROKEN_USERS,
         c=CORRUPT_USERS,
@@ -108,7 +112,7 @@ async def seed_learners(engine: AsyncEngine, settings: Settings) -> None:
         engine,
         "INSERT INTO learn_stats (user_id, current_streak, longest_streak, last_learned_date, "
         "total_solved, total_correct, week_start) SELECT u, 3, 3, CAST(:today AS date) - 5, 3, "
-        "3, :w FROM generate_series(:c + 2, :c + :b + 1) u",
+        "3, :w FROM generate_series(2, CAST(:c AS int) + :b + 1) u WHERE u % 11 <> 0",
         today=today,
         w=week_start(today),
         b=BROKEN_USERS,
@@ -117,8 +121,9 @@ async def seed_learners(engine: AsyncEngine, settings: Settings) -> None:
     await execute(
         engine,
         "INSERT INTO learn_stats (user_id, total_solved, total_correct, week_start) "
-        "SELECT u, 99, 99, :w FROM generate_series(2, :c + 1) u",
+        "SELECT u, 99, 99, :w FROM generate_series(2, CAST(:c AS int) + :b + 1) u WHERE u % 11 = 0",
         w=week_start(today),
+        b=BROKEN_USERS,
         c=CORRUPT_USERS,
     )
     # The app's way (record + event in one transaction), set-based: learners are the last
