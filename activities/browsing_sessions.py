@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from activities.checkpoints import checkpoint, resumed_checkpoint
 from contracts.browsing_sessions import (
     ACTIVE_SESSIONS_GAUGE,
     FAIL_STALE_SESSIONS,
@@ -17,6 +17,7 @@ from contracts.browsing_sessions import (
 )
 from learning_platform import browsing_sessions
 from learning_platform.browsing_sessions import SweepPosition
+from learning_platform.job_checkpoints import Checkpoint
 from learning_platform.job_gauges import store_gauge
 from learning_platform.models import ACTIVE_STATUSES
 
@@ -28,15 +29,14 @@ def _encode(position: SweepPosition) -> list[Any]:
     return [position.updated_at.isoformat(), position.id]
 
 
-def _resume_from(details: Sequence[Any]) -> tuple[int, dict[str, SweepPosition]]:
-    if len(details) < 2:
+def _resume_from(resumed: Checkpoint | None) -> tuple[int, dict[str, SweepPosition]]:
+    if resumed is None:
         return 0, {}
-    total, encoded = details[0], details[1]
     positions = {
         status: SweepPosition(status, datetime.fromisoformat(at), int(row_id))
-        for status, (at, row_id) in encoded.items()
+        for status, (at, row_id) in resumed.position.items()
     }
-    return int(total), positions
+    return resumed.total, positions
 
 
 class BrowsingSessionActivities:
@@ -49,10 +49,10 @@ class BrowsingSessionActivities:
         """Batch after batch, each its own short transaction, per active status.
 
         Idempotent: a retried or repeated run finds the rows already failed and changes nothing.
-        The heartbeat carries the count and position, so a retry continues where the last
-        attempt stopped instead of walking the index from the start again.
+        Each batch commits the count and position with its changes, so a retry continues after
+        the last committed batch (instead of walking the index from the start) with its count.
         """
-        total, positions = _resume_from(activity.info().heartbeat_details)
+        total, positions = _resume_from(await resumed_checkpoint(self._engine))
         for status in ACTIVE_STATUSES:
             position = positions.get(status, SweepPosition(status, BEGINNING, 0))
             while True:
@@ -64,9 +64,10 @@ class BrowsingSessionActivities:
                         reason=params.reason,
                         limit=self._batch_size,
                     )
-                total += batch.failed
-                position = positions[status] = batch.position
-                activity.heartbeat(total, {s: _encode(p) for s, p in positions.items()})
+                    total += batch.failed
+                    position = positions[status] = batch.position
+                    encoded = {s: _encode(p) for s, p in positions.items()}
+                    await checkpoint(conn, Checkpoint(total, encoded))
                 if batch.read < self._batch_size:
                     break
         return total

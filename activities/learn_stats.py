@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
+from activities.checkpoints import checkpoint, resumed_checkpoint
 from contracts.learn_stats import (
     RECALCULATE_LEARN_STATS,
     RESET_BROKEN_STREAKS,
@@ -18,16 +18,17 @@ from contracts.learn_stats import (
     LearnStatsWeeklyResult,
 )
 from learning_platform import learn_stats
+from learning_platform.job_checkpoints import Checkpoint
 from learning_platform.learn_stats import BatchProgress
 
 Batch = Callable[[AsyncConnection, int], Awaitable[BatchProgress]]
 
 
-def _resume_from(details: Sequence[Any]) -> tuple[int, int]:
-    """(changed so far, last user done) from a previous attempt's heartbeat, or a fresh start."""
-    if len(details) < 2:
+def _resume_from(resumed: Checkpoint | None) -> tuple[int, int]:
+    """(changed so far, last user done) from a previous attempt, or a fresh start."""
+    if resumed is None:
         return 0, 0
-    return int(details[0]), int(details[1])
+    return resumed.total, int(resumed.position)
 
 
 class LearnStatsActivities:
@@ -40,18 +41,18 @@ class LearnStatsActivities:
         return moment.astimezone(self._timezone).date()
 
     async def _all_batches(self, batch: Batch) -> int:
-        """Keyset batches, each its own transaction. The heartbeat carries the running total
-        and the position, so a retried activity continues after the last batch it reported
-        (repeating a batch would be harmless: each is idempotent)."""
-        total, after = _resume_from(activity.info().heartbeat_details)
+        """Keyset batches, each its own transaction, which also commits the running total
+        and the position: a retried activity continues after the last committed batch with
+        its count (repeating a batch would be harmless: each is idempotent)."""
+        total, after = _resume_from(await resumed_checkpoint(self._engine))
         while True:
             async with self._engine.begin() as conn:
                 progress = await batch(conn, after)
-            total += progress.changed
+                total += progress.changed
+                after = after if progress.next_after is None else progress.next_after
+                await checkpoint(conn, Checkpoint(total, after))
             if progress.next_after is None:
                 return total
-            after = progress.next_after
-            activity.heartbeat(total, after)
 
     @activity.defn(name=RESET_BROKEN_STREAKS)
     async def reset_broken_streaks(self, params: LearnStatsJobParams) -> LearnStatsDailyResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.checkpoints import checkpoint, resumed_checkpoint
 from activities.llm_errors import llm_errors_as_application_errors
 from contracts.question_sets import (
     BAD_SOURCE_ERROR,
@@ -41,6 +42,7 @@ from contracts.question_sets import (
 )
 from learning_platform import question_sets, sources
 from learning_platform.ai.question_ai import NoQuestionsPossible, QuestionAi
+from learning_platform.job_checkpoints import Checkpoint
 from learning_platform.settings import Settings
 from learning_platform.source_text import BadSource, source_text
 from learning_platform.storage import ObjectNotFound, ObjectStorage
@@ -95,11 +97,13 @@ async def request_and_start_question_set(
     )
 
 
-def _cleanup_resumed_from(details: Sequence[Any]) -> tuple[int, question_sets.CleanupPosition]:
-    if len(details) < 2:
+def _cleanup_resumed_from(
+    resumed: Checkpoint | None,
+) -> tuple[int, question_sets.CleanupPosition]:
+    if resumed is None:
         return 0, question_sets.CLEANUP_START
-    total, (requested_at, set_id) = details
-    return int(total), question_sets.CleanupPosition(
+    requested_at, set_id = resumed.position
+    return resumed.total, question_sets.CleanupPosition(
         datetime.fromisoformat(requested_at), int(set_id)
     )
 
@@ -164,12 +168,12 @@ class QuestionSetActivities:
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
         """Batch after batch, each its own short transaction, until one comes back short.
 
-        Idempotent: a repeated run finds the sets already failed and changes nothing. The
-        heartbeat carries the count and position, so a retry continues where the last attempt
-        stopped instead of walking the index from the start again.
+        Idempotent: a repeated run finds the sets already failed and changes nothing. Each
+        batch commits the count and position with its changes, so a retry continues after the
+        last committed batch (instead of walking the index from the start) with its count.
         """
         batch_size = self._settings.cleanup_batch_size
-        total, position = _cleanup_resumed_from(activity.info().heartbeat_details)
+        total, position = _cleanup_resumed_from(await resumed_checkpoint(self._engine))
         while True:
             async with self._engine.begin() as conn:
                 batch = await question_sets.fail_stale_batch(
@@ -179,9 +183,10 @@ class QuestionSetActivities:
                     reason=params.reason,
                     limit=batch_size,
                 )
-            total += batch.failed
-            position = batch.position
-            activity.heartbeat(total, [position.requested_at.isoformat(), position.id])
+                total += batch.failed
+                position = batch.position
+                encoded = [position.requested_at.isoformat(), position.id]
+                await checkpoint(conn, Checkpoint(total, encoded))
             if batch.read < batch_size:
                 return total
 
@@ -202,7 +207,8 @@ class QuestionSetActivities:
         already gone counts as deleted).
         """
         batch_size = self._settings.source_cleanup_batch_size
-        total = 0
+        resumed = await resumed_checkpoint(self._engine)
+        total = 0 if resumed is None else resumed.total
         while True:
             async with self._engine.begin() as conn:
                 batch = await sources.lock_deletable_batch(
@@ -212,8 +218,8 @@ class QuestionSetActivities:
                     await self._storage.delete([source.storage_key for source in batch])
                     activity.heartbeat(total)
                     await sources.delete_rows(conn, [source.id for source in batch])
-            total += len(batch)
-            activity.heartbeat(total)
+                total += len(batch)
+                await checkpoint(conn, Checkpoint(total, []))  # claims rows: no position
             if len(batch) < batch_size:
                 return total
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -22,6 +21,7 @@ from temporalio.client import (
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.checkpoints import checkpoint_key
 from activities.learn_stats import LearnStatsActivities
 from activities.registry import Dependencies
 from contracts.learn_stats import (
@@ -31,6 +31,7 @@ from contracts.learn_stats import (
     LearnStatsWeeklyInput,
     LearnStatsWeeklyResult,
 )
+from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
 from learning_platform.learn_stats import apply_learning_records, recalculate_batch
 from learning_platform.settings import Settings
 from tests.factories import add_user
@@ -268,7 +269,7 @@ async def test_weekly_repairs_corrupted_totals_and_starts_a_new_week(
     assert (await stats(engine, users[2]))["total_solved"] == 2
 
 
-async def test_a_retried_daily_activity_resumes_after_its_last_heartbeat(
+async def test_a_retried_daily_activity_resumes_after_its_last_committed_batch(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     users = [await add_user(engine, f"r{i}@example.com") for i in range(6)]
@@ -278,8 +279,9 @@ async def test_a_retried_daily_activity_resumes_after_its_last_heartbeat(
     heartbeats: list[tuple[int, int]] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
-    # A previous attempt reported 2 streaks reset with users[1] as the last user done.
-    env.info = dataclasses.replace(env.info, heartbeat_details=[2, users[1]])
+    # A previous attempt committed 2 streaks reset with users[1] as the last user done.
+    async with engine.begin() as conn:
+        await save_checkpoint(conn, checkpoint_key(env.info), Checkpoint(2, users[1]))
 
     result = await env.run(
         activities.reset_broken_streaks,
@@ -288,8 +290,8 @@ async def test_a_retried_daily_activity_resumes_after_its_last_heartbeat(
 
     assert result.reset_streaks == 2 + 4
     assert await streaks(engine) == {users[0]: 2, users[1]: 2} | {u: 0 for u in users[2:]}
-    # The running total and the last user done, after every full batch.
-    assert heartbeats == [(4, users[3]), (6, users[5])]
+    # The running total and the last user done, after every batch (the last one found none).
+    assert heartbeats == [(4, users[3]), (6, users[5]), (6, users[5])]
 
 
 async def test_weekly_batch_waits_for_a_concurrent_handler_and_counts_its_record_once(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.checkpoints import checkpoint_key
 from activities.question_sets import QuestionSetActivities
 from contracts.question_sets import (
     FailStaleQuestionSetsParams,
@@ -23,6 +23,7 @@ from contracts.question_sets import (
     QuestionSetRetryResult,
 )
 from learning_platform import question_sets
+from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
 from learning_platform.settings import Settings
 from learning_platform.storage import build_storage
 from scheduling.declarations import declared_schedules
@@ -125,7 +126,7 @@ async def test_cleanup_drains_more_than_one_batch(
     assert await rows(engine, "SELECT 1 FROM question_sets WHERE status = 'pending'") == []
 
 
-async def test_a_retried_cleanup_continues_after_its_last_heartbeat(
+async def test_a_retried_cleanup_continues_after_its_last_committed_batch(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     user, source = await owner_and_source(engine)
@@ -135,9 +136,9 @@ async def test_a_retried_cleanup_continues_after_its_last_heartbeat(
     ]
     environment = ActivityEnvironment()
     # As the previous attempt left it: one set failed, position at that set.
-    environment.info = dataclasses.replace(
-        environment.info, heartbeat_details=[1, [old.isoformat(), first]]
-    )
+    async with engine.begin() as conn:
+        position = [old.isoformat(), first]
+        await save_checkpoint(conn, checkpoint_key(environment.info), Checkpoint(1, position))
     heartbeats: list[tuple[Any, ...]] = []
     environment.on_heartbeat = lambda *details: heartbeats.append(details)
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -13,11 +13,13 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.browsing_sessions import BrowsingSessionActivities
+from activities.checkpoints import checkpoint_key
 from contracts.browsing_sessions import (
     CleanupStaleSessionsInput,
     CleanupStaleSessionsResult,
     FailStaleSessionsParams,
 )
+from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
 from learning_platform.settings import Settings
 from tests.factories import add_session, add_user, session_statuses
 from workflows.browsing_sessions import CleanupStaleSessions
@@ -108,7 +110,7 @@ async def test_second_run_changes_nothing_and_batches_cover_everything(
     assert set((await session_statuses(engine)).values()) == {"failed"}
 
 
-async def test_a_retried_sweep_continues_after_its_last_heartbeat(
+async def test_a_retried_sweep_continues_after_its_last_committed_batch(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     user = await add_user(engine)
@@ -117,9 +119,9 @@ async def test_a_retried_sweep_continues_after_its_last_heartbeat(
     activities = BrowsingSessionActivities(engine, settings.cleanup_batch_size)
     environment = ActivityEnvironment()
     # As the previous attempt left it: one session failed, position at that session.
-    environment.info = dataclasses.replace(
-        environment.info, heartbeat_details=[1, {"recording": [old.isoformat(), first]}]
-    )
+    async with engine.begin() as conn:
+        position = {"recording": [old.isoformat(), first]}
+        await save_checkpoint(conn, checkpoint_key(environment.info), Checkpoint(1, position))
     heartbeats: list[tuple[Any, ...]] = []
     environment.on_heartbeat = lambda *details: heartbeats.append(details)
 
@@ -133,6 +135,40 @@ async def test_a_retried_sweep_continues_after_its_last_heartbeat(
     assert statuses[first] == "recording"  # before the position: not walked again
     assert statuses[second] == statuses[third] == "failed"
     assert heartbeats[-1][1]["recording"] == [old.isoformat(), third]
+
+
+class WorkerKilled(Exception):
+    pass
+
+
+async def test_a_retry_counts_what_a_killed_attempt_committed_past_its_last_heartbeat(
+    engine: AsyncEngine,
+) -> None:
+    """Temporal holds no heartbeat of the killed attempt (the SDK throttles them), yet the
+    retry reports every session the run failed, each once."""
+    user = await add_user(engine)
+    old = SCHEDULED - timedelta(days=2)
+    sessions = [await add_session(engine, user, "paused", old) for _ in range(5)]
+    activities = BrowsingSessionActivities(engine, batch_size=1)
+    params = FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale")
+    killed = ActivityEnvironment()
+    beats: list[Any] = []
+
+    def die_on_the_third_beat(*details: Any) -> None:
+        beats.append(details)
+        if len(beats) == 3:  # inside the third batch's transaction: it never commits
+            raise WorkerKilled
+
+    killed.on_heartbeat = die_on_the_third_beat
+    with pytest.raises(WorkerKilled):
+        await killed.run(activities.fail_stale_sessions, params)
+    failed_before = list((await session_statuses(engine)).values()).count("failed")
+
+    total = await ActivityEnvironment().run(activities.fail_stale_sessions, params)
+
+    assert 0 < failed_before < len(sessions)
+    assert total == len(sessions)
+    assert set((await session_statuses(engine)).values()) == {"failed"}
 
 
 async def test_concurrent_sweeps_split_the_rows_without_doubling(

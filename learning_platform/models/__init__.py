@@ -13,6 +13,7 @@ from learning_platform.models.browsing_sessions import (
     PageVisit,
     SessionStatus,
 )
+from learning_platform.models.job_checkpoints import JobCheckpoint
 from learning_platform.models.job_gauges import JobGauge
 from learning_platform.models.learning import LearningDay, LearningRecord, LearnStats
 from learning_platform.models.notifications import Notification
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_QUESTION_SET_RETRIES",
     "Base",
     "BrowsingSession",
+    "JobCheckpoint",
     "JobGauge",
     "LearnStats",
     "LearningDay",
