@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -176,11 +177,16 @@ async def seed_world(
 
 
 async def scheduled_runs(client: Client, schedule_id: str) -> list[Any]:
-    """Every workflow the schedule started (visibility catches up shortly after a start)."""
-    return [
-        execution
-        async for execution in client.list_workflows(f"TemporalScheduledById = '{schedule_id}'")
-    ]
+    """Every workflow the schedule started. The visibility list lags behind starts, so wait
+    (up to 10 s) until it shows as many runs as the schedule counts actions."""
+    taken = (await client.get_schedule_handle(schedule_id).describe()).info.num_actions
+    query = f"TemporalScheduledById = '{schedule_id}'"
+    deadline = time.monotonic() + 10
+    while True:
+        runs = [execution async for execution in client.list_workflows(query)]
+        if len(runs) >= taken or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.2)
 
 
 async def results_of_all_runs(client: Client, schedule_id: str) -> list[Any]:
