@@ -30,7 +30,7 @@ from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
-from scheduling.sync import ScheduleDeclarationError, apply, full_id, plan
+from scheduling.sync import ScheduleDeclarationError, apply, describe_or_none, full_id, plan
 
 
 def parse_time(text: str, settings: Settings) -> datetime:
@@ -68,11 +68,8 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
     for job in declared_schedules(settings):
         schedule_id = full_id(job.schedule_id, settings)
         when = job.cron or f"every {job.every}"
-        try:
-            description = await client.get_schedule_handle(schedule_id).describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+        description = await describe_or_none(client, schedule_id)
+        if description is None:
             print(f"{schedule_id:<32} {when:<16} {'missing':<8} {'-':<26} run `apply`")
             continue
         state = description.schedule.state

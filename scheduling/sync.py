@@ -148,7 +148,7 @@ async def differences(
     return found
 
 
-async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | None:
+async def describe_or_none(client: Client, schedule_id: str) -> ScheduleDescription | None:
     try:
         return await client.get_schedule_handle(schedule_id).describe()
     except RPCError as exc:
@@ -175,7 +175,7 @@ async def plan(client: Client, settings: Settings, declared: Sequence[JobSchedul
     for job in declared:
         schedule_id = full_id(job.schedule_id, settings)
         declared_ids.add(schedule_id)
-        existing = await _describe(client, schedule_id)
+        existing = await describe_or_none(client, schedule_id)
         if existing is None:
             changes.append(Change(schedule_id, "created"))
             continue
@@ -183,7 +183,7 @@ async def plan(client: Client, settings: Settings, declared: Sequence[JobSchedul
         changes.append(Change(schedule_id, "updated" if diff else "unchanged", diff))
     for orphan in sorted(await _managed_ids(client, settings) - declared_ids):
         # The listing is eventually consistent and may still show a schedule just deleted.
-        if await _describe(client, orphan) is not None:
+        if await describe_or_none(client, orphan) is not None:
             changes.append(Change(orphan, "deleted", ["no longer declared"]))
     return changes
 
