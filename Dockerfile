@@ -2,7 +2,7 @@
 # One image for every process of the service; the command picks the role:
 #   learning-jobs-worker                 Temporal worker (+ /metrics on METRICS_PORT)
 #   learning-jobs-api                    notification API (SSE) on API_HOST:API_PORT
-#   python -m learning_platform.migrations   one-shot: schema to every head
+#   python -m learning_platform.migrations   one-shot: schema to the head
 #   learning-jobs-schedules apply        one-shot: schedules as code (also list/pause/trigger/...)
 #   learning-jobs-outbox dead-letters list
 # Only runtime dependencies are installed: not the `embedded` extra (PostgreSQL and Temporal

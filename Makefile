@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -31,6 +31,10 @@ test: lint
 
 test-faults: setup
 	$(BIN)/pytest -m faults
+
+# The property-based tests with many more examples than make test gives them.
+test-fuzz: setup
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
 
 bench: setup
 	$(BIN)/python -m bench

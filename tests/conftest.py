@@ -12,20 +12,28 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
-from sqlalchemy import text
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.registry import Dependencies
-from learning_platform.database import create_engine, start_embedded_postgres
+from learning_platform.database import create_engine, libpq_url, start_embedded_postgres
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.models import Base
 from learning_platform.settings import Settings
 from worker import create_workers
+
+# Property-based tests: a short run by default (make test), a long one with
+# HYPOTHESIS_PROFILE=long (make test-fuzz). No per-example deadline: the peers are real servers.
+hypothesis_settings.register_profile("default", max_examples=50, deadline=None)
+hypothesis_settings.register_profile("long", max_examples=2000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +116,16 @@ async def worker(client: Client, deps: Dependencies) -> AsyncIterator[Worker]:
     main, ai = create_workers(client, deps)
     async with ai, main:
         yield main
+
+
+@pytest.fixture
+async def empty_database(database_url: str) -> AsyncIterator[str]:
+    """A database of the test's own on the test server, with no schema; dropped afterwards."""
+    name = f"empty_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(libpq_url(database_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

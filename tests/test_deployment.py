@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 import yaml
-from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow
@@ -248,18 +246,6 @@ def test_entry_points_load_without_the_embedded_wheels() -> None:
 
 
 # --- the image's commands, run here ---------------------------------------------------------
-
-
-@pytest.fixture
-async def empty_database(database_url: str) -> Any:
-    name = f"deploy_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(libpq_url(database_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def test_migrate_command_builds_the_schema_then_has_nothing_to_do(

@@ -18,6 +18,6 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
-    """Bring the schema to `revision` (every head by default). Safe to run again."""
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the schema to `revision` (the head by default). Safe to run again."""
     command.upgrade(alembic_config(database_url), revision)

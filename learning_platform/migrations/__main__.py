@@ -1,4 +1,4 @@
-"""`python -m learning_platform.migrations`: bring DATABASE_URL's schema to every head.
+"""`python -m learning_platform.migrations`: bring DATABASE_URL's schema to the head.
 
 The image's one-shot `migrate` service runs this before any worker or API starts. Running it
 again changes nothing and says so.

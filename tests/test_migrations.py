@@ -1,0 +1,74 @@
+"""One linear migration history: `alembic upgrade head` works from empty and from the old heads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from learning_platform.database import libpq_url
+from learning_platform.migrations import alembic_config, upgrade
+from learning_platform.migrations.__main__ import current_revisions
+from learning_platform.models import Base
+
+# The four heads main had before the history was joined (each revised 0001).
+BRANCH_HEADS = ("0002", "0003", "0004", "0005")
+
+
+async def in_thread(function: Any, *args: Any) -> Any:
+    """Alembic's env runs its own event loop, so migrations run off the test's loop."""
+    return await asyncio.to_thread(function, *args)
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_heads()
+    assert len(heads) == 1, f"migrations must have one head, found {sorted(heads)}"
+    return heads[0]
+
+
+async def table_names(database_url: str) -> set[str]:
+    connection = await asyncpg.connect(libpq_url(database_url))
+    try:
+        rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await connection.close()
+    return {row["tablename"] for row in rows}
+
+
+def test_history_has_exactly_one_head() -> None:
+    head_revision()
+
+
+async def test_upgrade_head_builds_every_table_on_an_empty_database(empty_database: str) -> None:
+    await in_thread(command.upgrade, alembic_config(empty_database), "head")
+
+    assert await in_thread(current_revisions, empty_database) == {head_revision()}
+    assert set(Base.metadata.tables) <= await table_names(empty_database)
+
+
+async def test_a_database_at_the_old_branch_heads_upgrades_to_the_one_head(
+    empty_database: str,
+) -> None:
+    config = alembic_config(empty_database)
+    for branch_head in BRANCH_HEADS:
+        await in_thread(command.upgrade, config, branch_head)
+    assert await in_thread(current_revisions, empty_database) == set(BRANCH_HEADS)
+
+    await in_thread(upgrade, empty_database)
+
+    assert await in_thread(current_revisions, empty_database) == {head_revision()}
+
+
+async def test_downgrade_to_base_and_back_round_trips(empty_database: str) -> None:
+    config = alembic_config(empty_database)
+    await in_thread(upgrade, empty_database)
+
+    await in_thread(command.downgrade, config, "base")
+    assert await table_names(empty_database) == {"alembic_version"}
+    await in_thread(upgrade, empty_database)
+
+    assert await in_thread(current_revisions, empty_database) == {head_revision()}
+    assert set(Base.metadata.tables) <= await table_names(empty_database)
