@@ -39,8 +39,8 @@ from learning_platform.process_exit import exits_without_teardown
 from learning_platform.question_sets import request_question_set
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply
+from scheduling.declarations import RELAY_WATCHDOG_SCHEDULE_ID, declared_schedules
+from scheduling.sync import apply, full_id
 
 log = logging.getLogger("dev")
 ROOT = Path(__file__).resolve().parent
@@ -52,6 +52,9 @@ async def prepare(settings: Settings, database_url: str) -> None:
     client = await connect(settings)
     for change in await apply(client, settings, declared_schedules(settings)):
         log.info("schedule", extra={"id": change.schedule_id, "outcome": change.outcome})
+    # The watchdog's first tick can be a minute away; events written before it (the demo's,
+    # or `dev.py request-question-set`) should not wait for it.
+    await client.get_schedule_handle(full_id(RELAY_WATCHDOG_SCHEDULE_ID, settings)).trigger()
     engine = create_engine(database_url, pool_size=1)
     try:
         await load_demo_data(engine)

@@ -167,7 +167,10 @@ async def test_the_printed_trigger_puts_a_notification_on_the_demo_users_stream(
             capture_output=True, text=True, env=environment(clone),
         )  # fmt: skip
         assert requested.returncode == 0, requested.stderr
-        event = await stream.next_event(within=30)
+        try:
+            event = await stream.next_event(within=30)
+        except TimeoutError:
+            pytest.fail("no notification within 30 s; make dev said:\n" + dev.output[-4000:])
 
     assert event.event == "question_set.completed"
     assert event.json()["payload"]["title"] == "Quiz requested from dev.py"
