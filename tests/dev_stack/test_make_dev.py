@@ -26,7 +26,8 @@ import pytest
 from learning_platform.demo_data import DEMO_SITE_PORT
 from tests.sse_helpers import open_stream
 
-pytestmark = pytest.mark.dev_stack
+# A fresh virtualenv and a cold start: minutes on a busy machine, beyond the suite default.
+pytestmark = [pytest.mark.dev_stack, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_PORTS = (7233, 8233, 8000, 9464, DEMO_SITE_PORT)
