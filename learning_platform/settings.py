@@ -94,6 +94,19 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="First reconnect delay of the LISTEN connection (doubles)"
     )
     notification_listener_backoff_max_seconds: float = Field(default=10, gt=0)
+    api_request_read_timeout_seconds: float = Field(
+        default=10, gt=0, description="A client must send its whole request within this long"
+    )
+    api_keep_alive_seconds: float = Field(
+        default=5, gt=0, description="An idle kept-alive connection is closed after this long"
+    )
+    api_max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="Request line + headers, at most"
+    )
+    api_max_headers: int = Field(default=64, ge=8, le=1000, description="Headers per request")
+    sse_retry_milliseconds: int = Field(
+        default=2000, ge=100, description="The `retry:` a stream tells EventSource to wait"
+    )
 
     openai_api_key: str | None = Field(
         default=None, description="Unset: the offline extractive provider (no network)"

@@ -10,22 +10,26 @@ from contextlib import asynccontextmanager
 import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from learning_platform.api.auth import AuthError, TokenVerifier, uses_dev_secret
+from learning_platform.api.auth import TokenVerifier, uses_dev_secret
+from learning_platform.api.edge import Edge
 from learning_platform.api.hub import NotificationHub
 from learning_platform.api.metrics import ApiMetrics
+from learning_platform.api.refusals import RETRY_SOON, Refusal
 from learning_platform.api.store import DATABASE_ERRORS, latest_notification_id
+from learning_platform.api.stream_request import last_event_id, refuse_query_string
 from learning_platform.api.streams import NotificationStream, NotificationStreamResponse
 from learning_platform.database import libpq_url, resolve_database_url
 from learning_platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
+STREAM_PATH = "/v1/notifications/stream"
 _HEALTH_TIMEOUT_SECONDS = 2.0
-_RETRY = {"Retry-After": "5"}
 
 
 class NotificationApi:
@@ -79,22 +83,19 @@ class NotificationApi:
 
     async def stream(self, request: Request) -> Response:
         try:
-            user_id = self.verifier.user_id(request.headers.get("authorization"))
-        except AuthError as exc:
-            self.metrics.streams_rejected.labels(exc.error).inc()
-            return _error(exc.status, exc.error, exc.description, exc.headers())
-        last_event_id = request.headers.get("last-event-id")
-        if last_event_id is not None and not last_event_id.isdecimal():
-            return _error(400, "invalid_last_event_id", "Last-Event-ID must be a notification id")
-        refusal = self._over_limit(user_id)
-        if refusal is not None:
-            return refusal
+            user_id, last_event_id = self._stream_request(request)
+        except Refusal as refusal:
+            self.metrics.streams_rejected.labels(refusal.error).inc()
+            return refusal.response()
+        over_limit = self._over_limit(user_id)
+        if over_limit is not None:
+            return over_limit.response()
         # Subscribed before the backlog is read (see streams.py), in the same loop step as
         # the limit check so concurrent requests cannot both squeeze under a limit.
         subscription = self.hub.subscribe(user_id)
         try:
             cursor = (
-                int(last_event_id)
+                last_event_id
                 if last_event_id is not None
                 else await latest_notification_id(self.pool, user_id)
             )
@@ -102,12 +103,19 @@ class NotificationApi:
             self.hub.unsubscribe(subscription)
             self.metrics.streams_rejected.labels("database_unavailable").inc()
             log.warning("stream refused: database unavailable", extra={"error": repr(exc)})
-            return _error(503, "unavailable", "the database is unavailable; retry shortly", _RETRY)
+            return Refusal(
+                503, "unavailable", "the database is unavailable; retry shortly", RETRY_SOON
+            ).response()
         except BaseException:
             self.hub.unsubscribe(subscription)
             raise
         stream = NotificationStream(
-            self.pool, subscription, self.metrics, cursor, self.settings.sse_queue_size
+            self.pool,
+            subscription,
+            self.metrics,
+            cursor,
+            self.settings.sse_queue_size,
+            retry_milliseconds=self.settings.sse_retry_milliseconds,
         )
         return NotificationStreamResponse(
             stream,
@@ -118,24 +126,30 @@ class NotificationApi:
             send_timeout_seconds=self.settings.sse_send_timeout_seconds,
         )
 
-    def _over_limit(self, user_id: int) -> Response | None:
+    def _stream_request(self, request: Request) -> tuple[int, int | None]:
+        """The user and Last-Event-ID of a stream request, or the Refusal that says what to fix."""
+        refuse_query_string(request.url.query)
+        user_id = self.verifier.user_id(request.headers.getlist("authorization"))
+        return user_id, last_event_id(request.headers.getlist("last-event-id"))
+
+    def _over_limit(self, user_id: int) -> Refusal | None:
         if self.hub.streams_of(user_id) >= self.settings.sse_max_connections_per_user:
             self.metrics.streams_rejected.labels("user_limit").inc()
             limit = self.settings.sse_max_connections_per_user
-            return _error(
+            return Refusal(
                 429,
                 "too_many_streams",
                 f"user {user_id} already has {limit} open streams (the limit); close one first",
-                _RETRY,
+                RETRY_SOON,
             )
         if self.hub.open_streams >= self.settings.sse_max_connections:
             self.metrics.streams_rejected.labels("process_limit").inc()
-            return _error(
+            return Refusal(
                 429,
                 "server_busy",
                 f"this server holds its limit of {self.settings.sse_max_connections} streams; "
                 "retry shortly",
-                _RETRY,
+                RETRY_SOON,
             )
         return None
 
@@ -161,19 +175,22 @@ class NotificationApi:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _error(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
-
-
 def create_app(settings: Settings) -> Starlette:
     api = NotificationApi(settings)
+    routes = [
+        Route(STREAM_PATH, api.stream, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+    ]
     return Starlette(
-        routes=[
-            Route("/v1/notifications/stream", api.stream, methods=["GET"]),
-            Route("/healthz", api.healthz, methods=["GET"]),
-            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+        routes=routes,
+        middleware=[
+            Middleware(
+                Edge,
+                routes=[route.path for route in routes],
+                max_headers=settings.api_max_headers,
+                max_header_bytes=settings.api_max_header_bytes,
+            )
         ],
         lifespan=api.lifespan,
     )
