@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz test-browser bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -35,6 +35,11 @@ test-faults: setup
 # The property-based tests with many more examples than make test gives them.
 test-fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
+
+# Native EventSource in a real headless Chromium (Debian's package; CI runs as root).
+test-browser: setup
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/pytest -m browser
 
 bench: setup
 	$(BIN)/python -m bench

@@ -232,10 +232,14 @@ def api_environment(settings: Settings, port: int) -> dict[str, str]:
 
 @asynccontextmanager
 async def api_process(
-    settings: Settings, log_path: Path, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[str]:
-    """`python api.py` as its own process; yields its base URL once /healthz answers 200."""
-    port = free_loopback_port()
+    """`python api.py` as its own process; yields its base URL once /healthz answers 200.
+    A `port` given again serves a restarted API at the same URL."""
+    port = port or free_loopback_port()
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -11,11 +11,18 @@ import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from learning_platform.api.auth import TokenVerifier, uses_dev_secret
+from learning_platform.api.browser import (
+    COOKIE_NAME,
+    STREAM_COOKIE_PATH,
+    StreamCookies,
+    check_origin,
+)
 from learning_platform.api.edge import Edge
 from learning_platform.api.hub import NotificationHub
 from learning_platform.api.metrics import ApiMetrics
@@ -38,6 +45,8 @@ class NotificationApi:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.verifier = TokenVerifier(settings)
+        self.cookies = StreamCookies(settings, STREAM_PATH)
+        self.allowed_origins = frozenset(settings.api_cors_origins)
         self.metrics = ApiMetrics()
         self._pool: asyncpg.Pool | None = None
         self._hub: NotificationHub | None = None
@@ -48,6 +57,11 @@ class NotificationApi:
             log.warning(
                 "JWT_SECRET is the built-in DEVELOPMENT secret: anyone can mint tokens; "
                 "set JWT_SECRET or JWT_PUBLIC_KEY outside development"
+            )
+        if not self.cookies.enabled:
+            log.warning(
+                "browser stream cookies are off: with JWT_PUBLIC_KEY set, "
+                "set API_STREAM_COOKIE_SECRET for pages to use the stream"
             )
         # Resolving may start the embedded PostgreSQL, which blocks: keep it off the loop.
         dsn = libpq_url(await asyncio.to_thread(resolve_database_url, self.settings))
@@ -128,9 +142,33 @@ class NotificationApi:
 
     def _stream_request(self, request: Request) -> tuple[int, int | None]:
         """The user and Last-Event-ID of a stream request, or the Refusal that says what to fix."""
+        check_origin(request, self.allowed_origins)
         refuse_query_string(request.url.query)
-        user_id = self.verifier.user_id(request.headers.getlist("authorization"))
+        authorization = request.headers.getlist("authorization")
+        cookie = request.cookies.get(COOKIE_NAME)
+        # A server client's header wins; a browser's EventSource can only send the cookie.
+        if authorization or cookie is None:
+            user_id = self.verifier.user_id(authorization)
+        else:
+            user_id = self.cookies.user_id(cookie)
         return user_id, last_event_id(request.headers.getlist("last-event-id"))
+
+    async def issue_stream_cookie(self, request: Request) -> Response:
+        try:
+            check_origin(request, self.allowed_origins)
+            refuse_query_string(request.url.query)
+            user_id = self.verifier.user_id(request.headers.getlist("authorization"))
+        except Refusal as refusal:
+            self.metrics.streams_rejected.labels(refusal.error).inc()
+            return refusal.response()
+        return self.cookies.issue(user_id)
+
+    async def clear_stream_cookie(self, request: Request) -> Response:
+        try:
+            check_origin(request, self.allowed_origins)
+        except Refusal as refusal:
+            return refusal.response()
+        return self.cookies.clear()
 
     def _over_limit(self, user_id: int) -> Refusal | None:
         if self.hub.streams_of(user_id) >= self.settings.sse_max_connections_per_user:
@@ -182,15 +220,26 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics_endpoint, methods=["GET"]),
     ]
-    return Starlette(
-        routes=routes,
-        middleware=[
+    if api.cookies.enabled:
+        routes.append(Route(STREAM_COOKIE_PATH, api.issue_stream_cookie, methods=["POST"]))
+        routes.append(Route(STREAM_COOKIE_PATH, api.clear_stream_cookie, methods=["DELETE"]))
+    middleware = [
+        Middleware(
+            Edge,
+            routes={route.path for route in routes},
+            max_headers=settings.api_max_headers,
+            max_header_bytes=settings.api_max_header_bytes,
+        )
+    ]
+    if settings.api_cors_origins:
+        middleware.append(
             Middleware(
-                Edge,
-                routes=[route.path for route in routes],
-                max_headers=settings.api_max_headers,
-                max_header_bytes=settings.api_max_header_bytes,
+                CORSMiddleware,
+                allow_origins=settings.api_cors_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Last-Event-ID"],
+                max_age=600,
             )
-        ],
-        lifespan=api.lifespan,
-    )
+        )
+    return Starlette(routes=routes, middleware=middleware, lifespan=api.lifespan)

@@ -68,7 +68,7 @@ class TokenVerifier:
     def user_id(self, authorization: Sequence[str]) -> int:
         """`authorization`: every `Authorization` header value of the request."""
         claims = self._claims(bearer_token(authorization))
-        return _user_id_from_subject(claims["sub"])
+        return user_id_from_subject(claims["sub"])
 
     def _claims(self, token: str) -> dict[str, Any]:
         last_error: jwt.InvalidSignatureError | None = None
@@ -129,7 +129,7 @@ def bearer_token(authorization: Sequence[str]) -> str:
     return token
 
 
-def _user_id_from_subject(subject: object) -> int:
+def user_id_from_subject(subject: object) -> int:
     """403, not 401: the token is genuine and current, so signing in again cannot help;
     it names a subject that is not a user of this platform."""
     if not isinstance(subject, str) or not _USER_ID.fullmatch(subject) or int(subject) > MAX_BIGINT:
