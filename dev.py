@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from learning_platform.api.auth import mint_token
 from learning_platform.database import create_engine, start_embedded_postgres
 from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
 from learning_platform.devstack import start_dev_server
@@ -81,6 +82,16 @@ async def supervise(env: dict[str, str]) -> None:
     stopping.cancel()
 
 
+def live_page_line(settings: Settings) -> list[str]:
+    """The dev page with a token for demo user 1 in its URL fragment (never sent to a server)."""
+    if settings.jwt_public_key:
+        return []  # tokens come from the private key's holder: nothing to put in the link
+    return [
+        f"  Live page         http://localhost:{settings.api_port}/dev/live"
+        f"#token={mint_token(settings, 1)}  (user 1's notifications, as they arrive)"
+    ]
+
+
 def banner(settings: Settings) -> str:
     return "\n".join(
         [
@@ -90,6 +101,7 @@ def banner(settings: Settings) -> str:
             f"  Worker metrics    http://localhost:{settings.metrics_port}/metrics",
             f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
             "  (token: .venv/bin/python api.py token 1)",
+            *live_page_line(settings),
             f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
             "",
         ]
@@ -103,6 +115,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
+    env.setdefault("API_DEV_LIVE_PAGE", "true")
 
     database_url = settings.database_url or start_embedded_postgres(
         settings.data_dir, at_exit="stop"

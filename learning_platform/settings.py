@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     api_stream_cookie_secure: bool = Field(
         default=True, description="Mark the stream cookie Secure (HTTPS only; localhost works)"
     )
+    api_dev_live_page: bool = Field(
+        default=False, description="Serve /dev/live, a page showing a user's notifications live"
+    )
 
     openai_api_key: str | None = Field(
         default=None, description="Unset: the offline extractive provider (no network)"

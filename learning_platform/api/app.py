@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from learning_platform.api.auth import TokenVerifier, uses_dev_secret
@@ -36,6 +37,8 @@ from learning_platform.settings import Settings
 log = logging.getLogger(__name__)
 
 STREAM_PATH = "/v1/notifications/stream"
+LIVE_PAGE_PATH = "/dev/live"
+_LIVE_PAGE = Path(__file__).parent / "pages" / "live.html"
 _HEALTH_TIMEOUT_SECONDS = 2.0
 
 
@@ -209,6 +212,9 @@ class NotificationApi:
             status_code=200 if healthy else 503,
         )
 
+    async def live_page(self, _request: Request) -> Response:
+        return FileResponse(_LIVE_PAGE, media_type="text/html")
+
     async def metrics_endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -223,6 +229,8 @@ def create_app(settings: Settings) -> Starlette:
     if api.cookies.enabled:
         routes.append(Route(STREAM_COOKIE_PATH, api.issue_stream_cookie, methods=["POST"]))
         routes.append(Route(STREAM_COOKIE_PATH, api.clear_stream_cookie, methods=["DELETE"]))
+    if settings.api_dev_live_page:
+        routes.append(Route(LIVE_PAGE_PATH, api.live_page, methods=["GET"]))
     middleware = [
         Middleware(
             Edge,
