@@ -97,6 +97,7 @@ authorization_values = st.one_of(
 )
 last_event_ids = st.one_of(
     header_text,
+    st.integers(min_value=0, max_value=2**63 - 1).map(str),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.from_regex(r"\A[0-9]{15,25}\Z"),
     st.text("0123456789", min_size=4301, max_size=5000),
@@ -138,33 +139,66 @@ def encoded(value: str) -> bytes:
     return value.encode("latin-1")
 
 
-async def test_any_stream_request_headers_get_a_stream_or_a_documented_refusal(
+def get_stream(http: httpx.Client, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any, str]:
+    """(status, JSON body or None for a stream, WWW-Authenticate); a stream is closed at once."""
+    with http.stream("GET", STREAM_PATH, headers=headers) as response:
+        body = None if response.status_code == 200 else json.loads(response.read())
+        return response.status_code, body, response.headers.get("WWW-Authenticate", "")
+
+
+def assert_documented(status: int, body: Any, authenticate: str) -> None:
+    assert body["error"] in DOCUMENTED.get(status, set()), (status, body)
+    if body["error"] in ("invalid_request", "invalid_token"):
+        assert f'error="{body["error"]}"' in authenticate, (body, authenticate)
+
+
+async def test_any_credentials_get_a_stream_or_a_documented_refusal(
     api_settings: Settings, engine: AsyncEngine
 ) -> None:
     """Against the real server; the examples run in a thread, the server in this loop."""
 
-    @given(authorization=header_lists, last_event_id=st.none() | last_event_ids)
-    def check(base_url: str, authorization: list[str], last_event_id: str | None) -> None:
+    @given(authorization=header_lists, cookie=st.none() | header_text | jwt_shaped())
+    def check(http: httpx.Client, authorization: list[str], cookie: str | None) -> None:
         headers = [(b"Authorization", encoded(value)) for value in authorization]
-        if last_event_id is not None:
-            headers.append((b"Last-Event-ID", encoded(last_event_id)))
+        if cookie is not None:
+            headers.append((b"Cookie", b"notifications_stream=" + encoded(cookie)))
         try:
-            with (
-                httpx.Client(base_url=base_url, timeout=10) as http,
-                http.stream("GET", STREAM_PATH, headers=headers) as response,
-            ):
-                if response.status_code == 200:
-                    return  # a stream: closed at once
-                body: Any = json.loads(response.read())
+            status, body, authenticate = get_stream(http, headers)
         except httpx.LocalProtocolError:
             return  # httpx would not send it (a value h11 refuses); nothing reached the server
-        assert body["error"] in DOCUMENTED.get(response.status_code, set()), (
-            response.status_code,
-            body,
-        )
-        if body["error"] in ("invalid_request", "invalid_token"):
-            assert f'error="{body["error"]}"' in response.headers["WWW-Authenticate"]
+        if status != 200:
+            assert_documented(status, body, authenticate)
 
     settings = api_settings.model_copy(update={"sse_max_connections_per_user": 10_000})
     async with api_server(settings) as url:
-        await asyncio.to_thread(check, url)
+        with httpx.Client(base_url=url, timeout=10) as http:
+            await asyncio.to_thread(check, http)
+
+
+async def test_a_stream_opens_exactly_for_a_valid_last_event_id(
+    api_settings: Settings, engine: AsyncEngine
+) -> None:
+    """With a good token, the Last-Event-ID alone decides: a notification id (ASCII digits,
+    within int64) opens the stream, anything else is a 400 invalid_last_event_id."""
+
+    @given(last_event_id=last_event_ids)
+    def check(http: httpx.Client, last_event_id: str) -> None:
+        value = encoded(last_event_id)
+        headers = [(b"Authorization", f"Bearer {token(1)}".encode()), (b"Last-Event-ID", value)]
+        try:
+            status, body, _ = get_stream(http, headers)
+        except httpx.LocalProtocolError:
+            return
+        # h11 drops the whitespace around a header value, as every HTTP server does.
+        sent = value.strip(b" \t")
+        # bytes.isdigit() is ASCII only; 19 digits hold every int64.
+        valid = sent.isdigit() and len(sent) <= 19 and int(sent) < 2**63
+        if valid:
+            assert status == 200, (last_event_id, body)
+        else:
+            assert (status, body["error"]) == (400, "invalid_last_event_id"), last_event_id
+
+    settings = api_settings.model_copy(update={"sse_max_connections_per_user": 10_000})
+    async with api_server(settings) as url:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            await asyncio.to_thread(check, http)
