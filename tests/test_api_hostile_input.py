@@ -264,3 +264,21 @@ async def test_no_token_reaches_the_log(api_settings: Settings, tmp_path: Path) 
     for name, secret in secrets.items():
         assert secret not in log, name
     assert api_settings.jwt_secret.get_secret_value() not in log
+
+
+async def test_connections_beyond_the_limit_get_503_until_others_close(
+    api_settings: Settings, engine: AsyncEngine
+) -> None:
+    """uvicorn's limit_concurrency: SSE_MAX_CONNECTIONS streams + 64 other connections."""
+    settings = api_settings.model_copy(update={"sse_max_connections": 1})
+    async with api_server(settings) as url, contextlib.AsyncExitStack() as held:
+        for _ in range(1 + 64):
+            await held.enter_async_context(raw_connection(url))
+        async with httpx.AsyncClient(base_url=url) as http:
+            refused = await http.get("/healthz")
+        await held.aclose()
+        async with httpx.AsyncClient(base_url=url) as http:
+            admitted = await http.get("/healthz")
+
+    assert refused.status_code == 503
+    assert admitted.status_code == 200

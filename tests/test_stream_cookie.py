@@ -50,6 +50,15 @@ async def base_url(browser_settings: Settings, engine: AsyncEngine) -> AsyncIter
         yield url
 
 
+async def stream_answer(http: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
+    """The stream's answer, closed at once if it is a stream (so a guard that fails to refuse
+    fails the test instead of hanging it)."""
+    async with http.stream("GET", STREAM_PATH, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+        return response
+
+
 async def mint_cookie(http: httpx.AsyncClient, user_id: int) -> tuple[httpx.Response, str]:
     response = await http.post(
         STREAM_COOKIE_PATH, headers={"Authorization": f"Bearer {token(user_id)}", "Origin": PAGE}
@@ -103,15 +112,15 @@ async def test_bad_cookies_and_crossed_credentials_are_refused(base_url: str) ->
             {"sub": "1", "exp": now + 60, "aud": "notifications-stream-cookie"}, SECRET, "HS256"
         )
         answers = {
-            name: await http.get(STREAM_PATH, headers={"Cookie": f"{COOKIE_NAME}={value}"})
+            name: await stream_answer(http, {"Cookie": f"{COOKIE_NAME}={value}"})
             for name, value in (
                 ("a bearer token as cookie", bearer_as_cookie),
                 ("signed with the JWT secret itself", forged),
                 ("garbage", "x.y.z"),
             )
         }
-        answers["the cookie as a bearer token"] = await http.get(
-            STREAM_PATH, headers={"Authorization": f"Bearer {cookie}"}
+        answers["the cookie as a bearer token"] = await stream_answer(
+            http, {"Authorization": f"Bearer {cookie}"}
         )
 
     for name, answer in answers.items():
@@ -123,7 +132,7 @@ async def test_bad_cookies_and_crossed_credentials_are_refused(base_url: str) ->
 async def test_other_origins_are_refused_and_get_no_cors_grant(base_url: str) -> None:
     bearer = {"Authorization": f"Bearer {token(1)}"}
     async with httpx.AsyncClient(base_url=base_url) as http:
-        stream = await http.get(STREAM_PATH, headers={**bearer, "Origin": OTHER_PAGE})
+        stream = await stream_answer(http, {**bearer, "Origin": OTHER_PAGE})
         cookie = await http.post(STREAM_COOKIE_PATH, headers={**bearer, "Origin": OTHER_PAGE})
         preflight = await http.options(
             STREAM_COOKIE_PATH,
