@@ -134,22 +134,17 @@ async def test_other_origins_are_refused_and_get_no_cors_grant(base_url: str) ->
     async with httpx.AsyncClient(base_url=base_url) as http:
         stream = await stream_answer(http, {**bearer, "Origin": OTHER_PAGE})
         cookie = await http.post(STREAM_COOKIE_PATH, headers={**bearer, "Origin": OTHER_PAGE})
-        preflight = await http.options(
-            STREAM_COOKIE_PATH,
-            headers={
-                "Origin": OTHER_PAGE,
-                "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization",
-            },
-        )
-        allowed_preflight = await http.options(
-            STREAM_COOKIE_PATH,
-            headers={
-                "Origin": PAGE,
-                "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization",
-            },
-        )
+        preflight, allowed_preflight = [
+            await http.options(
+                STREAM_COOKIE_PATH,
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization",
+                },
+            )
+            for origin in (OTHER_PAGE, PAGE)
+        ]
         no_bearer = await http.post(STREAM_COOKIE_PATH, headers={"Origin": PAGE})
 
     for answer in (stream, cookie):
