@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz test-dev bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz test-dev test-browser bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -39,6 +39,11 @@ test-dev: setup
 # The property-based tests with many more examples than make test gives them.
 test-fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
+
+# Native EventSource in a real headless Chromium (Debian's package; CI runs as root).
+test-browser: setup
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/pytest -m browser
 
 bench: setup
 	$(BIN)/python -m bench

@@ -16,23 +16,17 @@ import uvicorn
 
 from learning_platform.api import create_app
 from learning_platform.api.auth import mint_token
+from learning_platform.api.server import server_config
 from learning_platform.logs import configure_logging
 from learning_platform.settings import Settings, get_settings
 
 log = logging.getLogger("api")
 
-# Streams end on shutdown by themselves (sse-starlette watches uvicorn's exit flag).
-SHUTDOWN_GRACE_SECONDS = 5
-
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    config = server_config(
+        create_app(settings), settings, host=settings.api_host, port=settings.api_port
     )
     log.info(
         "notification API starting", extra={"host": settings.api_host, "port": settings.api_port}

@@ -26,6 +26,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from contracts.ai_processing import ai_task_queue
+from learning_platform.api.auth import mint_token
 from learning_platform.database import (
     create_engine,
     resolve_database_url,
@@ -143,6 +144,16 @@ async def supervise(settings: Settings, env: dict[str, str]) -> None:
     stopping.cancel()
 
 
+def live_page_line(settings: Settings) -> list[str]:
+    """The dev page with a token for demo user 1 in its URL fragment (never sent to a server)."""
+    if settings.jwt_public_key:
+        return []  # tokens come from the private key's holder: nothing to put in the link
+    return [
+        f"  Live page         http://localhost:{settings.api_port}/dev/live"
+        f"#token={mint_token(settings, 1)}  (user 1's notifications, as they arrive)"
+    ]
+
+
 def banner(settings: Settings) -> str:
     return "\n".join(
         [
@@ -152,6 +163,7 @@ def banner(settings: Settings) -> str:
             f"  Worker metrics    http://localhost:{settings.metrics_port}/metrics",
             f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
             "  (token: .venv/bin/python api.py token 1)",
+            *live_page_line(settings),
             "  A notification now  .venv/bin/python dev.py request-question-set"
             "  (user 1's set, generated in a second or two)",
             f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
@@ -207,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
+    env.setdefault("API_DEV_LIVE_PAGE", "true")
 
     database_url = settings.database_url or start_embedded_postgres(
         settings.data_dir, at_exit="stop"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Public on purpose (it is in the source): only for the embedded stack; the API warns when used.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-do-not-use-in-production"
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 
 
 class Settings(BaseSettings):
@@ -94,6 +98,37 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="First reconnect delay of the LISTEN connection (doubles)"
     )
     notification_listener_backoff_max_seconds: float = Field(default=10, gt=0)
+    api_request_read_timeout_seconds: float = Field(
+        default=10, gt=0, description="A client must send its whole request within this long"
+    )
+    api_keep_alive_seconds: float = Field(
+        default=5, gt=0, description="An idle kept-alive connection is closed after this long"
+    )
+    api_max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="Request line + headers, at most"
+    )
+    api_max_headers: int = Field(default=64, ge=8, le=1000, description="Headers per request")
+    sse_retry_milliseconds: int = Field(
+        default=2000, ge=100, description="The `retry:` a stream tells EventSource to wait"
+    )
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may use the stream with "
+        "credentials; JSON list in the environment",
+    )
+    api_stream_cookie_ttl_seconds: float = Field(
+        default=600, gt=0, le=86_400, description="Lifetime of a browser's stream cookie"
+    )
+    api_stream_cookie_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of stream cookies; unset: derived from JWT_SECRET (HS256 only)",
+    )
+    api_stream_cookie_secure: bool = Field(
+        default=True, description="Mark the stream cookie Secure (HTTPS only; localhost works)"
+    )
+    api_dev_live_page: bool = Field(
+        default=False, description="Serve /dev/live, a page showing a user's notifications live"
+    )
 
     openai_api_key: str | None = Field(
         default=None, description="Unset: the offline extractive provider (no network)"
@@ -158,6 +193,18 @@ class Settings(BaseSettings):
                 "use a name such as 'Asia/Seoul' or 'UTC'"
             ) from exc
         return value
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"API_CORS_ORIGINS entry {origin[:100]!r} is not an origin; list exact "
+                    "origins such as 'https://app.example.com' (no '*', path or trailing '/': "
+                    "credentials are allowed only for named origins)"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _generation_ends_before_cleanup(self) -> Settings:

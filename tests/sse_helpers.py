@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,13 +16,51 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+import pytest
 import uvicorn
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from learning_platform.api import create_app
+from learning_platform.api.app import STREAM_PATH
+from learning_platform.api.server import server_config
 from learning_platform.metrics import free_loopback_port
+from learning_platform.notifications import record_notification
 from learning_platform.settings import PROJECT_ROOT, Settings
 
-STREAM_PATH = "/v1/notifications/stream"
+SECRET = "test-secret-long-enough-for-hs512-" + "s" * 30  # 64 bytes: no key-length warning
+HEARTBEAT = 0.25
+
+
+@pytest.fixture
+def api_settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        metrics_port=0,
+        jwt_secret=SecretStr(SECRET),
+        sse_heartbeat_seconds=HEARTBEAT,
+        database_pool_size=4,
+    )
+
+
+def token(user_id: int | str, **claims: Any) -> str:
+    """An HS256 token signed with SECRET; a claim given as None is left out."""
+    body = {"sub": str(user_id), "exp": int(time.time()) + 600, **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET, "HS256")
+
+
+async def notify(
+    engine: AsyncEngine, user_id: int, kind: str = "question_set.completed", **payload: Any
+) -> int:
+    """A notification written the way jobs write them (record_notification, committed)."""
+    async with engine.begin() as conn:
+        notification_id = await record_notification(
+            conn, user_id=user_id, kind=kind, payload=payload, dedupe_key=uuid.uuid4().hex
+        )
+    assert notification_id is not None
+    return notification_id
 
 
 @dataclass(frozen=True)
@@ -42,11 +81,18 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A `retry:` field: how long EventSource waits before it reconnects."""
+
+    milliseconds: int
+
+
+@dataclass(frozen=True)
 class StreamEnded:
     """The server finished the response (EventSource would reconnect with Last-Event-ID)."""
 
 
-SseItem = Comment | Event | StreamEnded
+SseItem = Comment | Event | Retry | StreamEnded
 
 
 async def sse_items(response: httpx.Response) -> AsyncIterator[SseItem]:
@@ -59,12 +105,16 @@ async def sse_items(response: httpx.Response) -> AsyncIterator[SseItem]:
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
         elif fields:
-            yield Event(
-                fields.get("id", ""),
-                fields.get("event", ""),
-                fields.get("data", ""),
-                time.monotonic(),
-            )
+            if "retry" in fields:
+                yield Retry(int(fields["retry"]))
+            # EventSource dispatches no event for a block without data.
+            if "data" in fields:
+                yield Event(
+                    fields.get("id", ""),
+                    fields.get("event", ""),
+                    fields["data"],
+                    time.monotonic(),
+                )
             fields = {}
 
 
@@ -75,6 +125,7 @@ class OpenStream:
     response: httpx.Response
     items: asyncio.Queue[SseItem] = field(default_factory=asyncio.Queue)
     reader: asyncio.Task[None] | None = None
+    retry: Retry | None = None
 
     async def stop_reading(self) -> None:
         """Leave the socket undrained, as a client that hangs does."""
@@ -118,7 +169,10 @@ async def open_stream(
 
         async def pump() -> None:
             async for item in sse_items(response):
-                stream.items.put_nowait(item)
+                if isinstance(item, Retry):
+                    stream.retry = item
+                else:
+                    stream.items.put_nowait(item)
             stream.items.put_nowait(StreamEnded())
 
         stream.reader = asyncio.create_task(pump())
@@ -147,13 +201,8 @@ async def read_resuming(base_url: str, token: str, count: int) -> list[int]:
 async def api_server(settings: Settings) -> AsyncIterator[str]:
     """The app under a real uvicorn on a free loopback port, in this event loop."""
     port = free_loopback_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=1,
-    )
+    config = server_config(create_app(settings), settings, host="127.0.0.1", port=port)
+    config.timeout_graceful_shutdown = 1
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(15):
@@ -183,10 +232,14 @@ def api_environment(settings: Settings, port: int) -> dict[str, str]:
 
 @asynccontextmanager
 async def api_process(
-    settings: Settings, log_path: Path, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[str]:
-    """`python api.py` as its own process; yields its base URL once /healthz answers 200."""
-    port = free_loopback_port()
+    """`python api.py` as its own process; yields its base URL once /healthz answers 200.
+    A `port` given again serves a restarted API at the same URL."""
+    port = port or free_loopback_port()
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,61 +24,34 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.api.auth import mint_token
 from learning_platform.database import create_engine
 from learning_platform.migrations import upgrade
 from learning_platform.notifications import record_notification
 from learning_platform.settings import PROJECT_ROOT, Settings
 from tests.factories import add_user
 from tests.sse_helpers import (
+    HEARTBEAT,
+    SECRET,
     STREAM_PATH,
     Comment,
     api_process,
     api_server,
+    api_settings,
     metric_value,
+    notify,
     open_stream,
     read_resuming,
+    token,
     wait_for_metric,
 )
 
-SECRET = "test-secret-long-enough-for-hs512-" + "s" * 30  # 64 bytes: no key-length warning
-HEARTBEAT = 0.25
-
-
-@pytest.fixture
-def api_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        metrics_port=0,
-        jwt_secret=SecretStr(SECRET),
-        sse_heartbeat_seconds=HEARTBEAT,
-        database_pool_size=4,
-    )
+__all__ = ["api_settings"]  # a fixture
 
 
 @pytest.fixture
 async def base_url(api_settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
     async with api_server(api_settings) as url:
         yield url
-
-
-async def notify(
-    engine: AsyncEngine, user_id: int, kind: str = "question_set.completed", **payload: Any
-) -> int:
-    async with engine.begin() as conn:
-        notification_id = await record_notification(
-            conn, user_id=user_id, kind=kind, payload=payload, dedupe_key=uuid.uuid4().hex
-        )
-    assert notification_id is not None
-    return notification_id
-
-
-def token(user_id: int | str, settings: Settings | None = None, **claims: Any) -> str:
-    if settings is not None:
-        return mint_token(settings, int(user_id))
-    body = {"sub": str(user_id), "exp": int(time.time()) + 600, **claims}
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET, "HS256")
 
 
 async def test_heartbeat_comments_arrive_at_the_configured_interval(base_url: str) -> None:
@@ -226,7 +198,7 @@ async def test_requests_without_a_valid_token_get_401_or_403(
     now = int(time.time())
     cases: dict[str, tuple[dict[str, str], int, str]] = {
         "no header": ({}, 401, "missing_token"),
-        "not bearer": ({"Authorization": "Basic dXNlcjpwdw=="}, 401, "invalid_request"),
+        "not bearer": ({"Authorization": "Basic dXNlcjpwdw=="}, 400, "invalid_request"),
         "garbage": ({"Authorization": "Bearer not.a.jwt"}, 401, "invalid_token"),
         "forged": (
             {"Authorization": "Bearer " + jwt.encode({"sub": "1", "exp": now + 60}, "x" * 40)},
@@ -268,8 +240,10 @@ async def test_requests_without_a_valid_token_get_401_or_403(
         assert response.status_code == status, (name, response.text)
         assert response.json()["error"] == error, name
         assert response.json()["message"], name
-        if status == 401:
+        if status in (400, 401):
             assert response.headers["WWW-Authenticate"].startswith('Bearer realm="notifications"')
+        if status in (400, 401) and error != "missing_token":
+            assert f'error="{error}"' in response.headers["WWW-Authenticate"], name
     expired = await stream_status(base_url, cases["expired"][0])
     assert 'error="invalid_token"' in expired.headers["WWW-Authenticate"]
     assert "expired" in expired.json()["message"]

@@ -6,26 +6,40 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from learning_platform.api.auth import AuthError, TokenVerifier, uses_dev_secret
+from learning_platform.api.auth import TokenVerifier, uses_dev_secret
+from learning_platform.api.browser import (
+    COOKIE_NAME,
+    STREAM_COOKIE_PATH,
+    StreamCookies,
+    check_origin,
+)
+from learning_platform.api.edge import Edge
 from learning_platform.api.hub import NotificationHub
 from learning_platform.api.metrics import ApiMetrics
+from learning_platform.api.refusals import RETRY_SOON, Refusal
 from learning_platform.api.store import DATABASE_ERRORS, latest_notification_id
+from learning_platform.api.stream_request import last_event_id, refuse_query_string
 from learning_platform.api.streams import NotificationStream, NotificationStreamResponse
 from learning_platform.database import libpq_url, resolve_database_url
 from learning_platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
+STREAM_PATH = "/v1/notifications/stream"
+LIVE_PAGE_PATH = "/dev/live"
+_LIVE_PAGE = Path(__file__).parent / "pages" / "live.html"
 _HEALTH_TIMEOUT_SECONDS = 2.0
-_RETRY = {"Retry-After": "5"}
 
 
 class NotificationApi:
@@ -34,6 +48,8 @@ class NotificationApi:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.verifier = TokenVerifier(settings)
+        self.cookies = StreamCookies(settings, STREAM_PATH)
+        self.allowed_origins = frozenset(settings.api_cors_origins)
         self.metrics = ApiMetrics()
         self._pool: asyncpg.Pool | None = None
         self._hub: NotificationHub | None = None
@@ -44,6 +60,11 @@ class NotificationApi:
             log.warning(
                 "JWT_SECRET is the built-in DEVELOPMENT secret: anyone can mint tokens; "
                 "set JWT_SECRET or JWT_PUBLIC_KEY outside development"
+            )
+        if not self.cookies.enabled:
+            log.warning(
+                "browser stream cookies are off: with JWT_PUBLIC_KEY set, "
+                "set API_STREAM_COOKIE_SECRET for pages to use the stream"
             )
         # Resolving may start the embedded PostgreSQL, which blocks: keep it off the loop.
         dsn = libpq_url(await asyncio.to_thread(resolve_database_url, self.settings))
@@ -79,22 +100,19 @@ class NotificationApi:
 
     async def stream(self, request: Request) -> Response:
         try:
-            user_id = self.verifier.user_id(request.headers.get("authorization"))
-        except AuthError as exc:
-            self.metrics.streams_rejected.labels(exc.error).inc()
-            return _error(exc.status, exc.error, exc.description, exc.headers())
-        last_event_id = request.headers.get("last-event-id")
-        if last_event_id is not None and not last_event_id.isdecimal():
-            return _error(400, "invalid_last_event_id", "Last-Event-ID must be a notification id")
-        refusal = self._over_limit(user_id)
-        if refusal is not None:
-            return refusal
+            user_id, last_event_id = self._stream_request(request)
+        except Refusal as refusal:
+            self.metrics.streams_rejected.labels(refusal.error).inc()
+            return refusal.response()
+        over_limit = self._over_limit(user_id)
+        if over_limit is not None:
+            return over_limit.response()
         # Subscribed before the backlog is read (see streams.py), in the same loop step as
         # the limit check so concurrent requests cannot both squeeze under a limit.
         subscription = self.hub.subscribe(user_id)
         try:
             cursor = (
-                int(last_event_id)
+                last_event_id
                 if last_event_id is not None
                 else await latest_notification_id(self.pool, user_id)
             )
@@ -102,12 +120,19 @@ class NotificationApi:
             self.hub.unsubscribe(subscription)
             self.metrics.streams_rejected.labels("database_unavailable").inc()
             log.warning("stream refused: database unavailable", extra={"error": repr(exc)})
-            return _error(503, "unavailable", "the database is unavailable; retry shortly", _RETRY)
+            return Refusal(
+                503, "unavailable", "the database is unavailable; retry shortly", RETRY_SOON
+            ).response()
         except BaseException:
             self.hub.unsubscribe(subscription)
             raise
         stream = NotificationStream(
-            self.pool, subscription, self.metrics, cursor, self.settings.sse_queue_size
+            self.pool,
+            subscription,
+            self.metrics,
+            cursor,
+            self.settings.sse_queue_size,
+            retry_milliseconds=self.settings.sse_retry_milliseconds,
         )
         return NotificationStreamResponse(
             stream,
@@ -118,24 +143,54 @@ class NotificationApi:
             send_timeout_seconds=self.settings.sse_send_timeout_seconds,
         )
 
-    def _over_limit(self, user_id: int) -> Response | None:
+    def _stream_request(self, request: Request) -> tuple[int, int | None]:
+        """The user and Last-Event-ID of a stream request, or the Refusal that says what to fix."""
+        check_origin(request, self.allowed_origins)
+        refuse_query_string(request.url.query)
+        authorization = request.headers.getlist("authorization")
+        cookie = request.cookies.get(COOKIE_NAME)
+        # A server client's header wins; a browser's EventSource can only send the cookie.
+        if authorization or cookie is None:
+            user_id = self.verifier.user_id(authorization)
+        else:
+            user_id = self.cookies.user_id(cookie)
+        return user_id, last_event_id(request.headers.getlist("last-event-id"))
+
+    async def issue_stream_cookie(self, request: Request) -> Response:
+        try:
+            check_origin(request, self.allowed_origins)
+            refuse_query_string(request.url.query)
+            user_id = self.verifier.user_id(request.headers.getlist("authorization"))
+        except Refusal as refusal:
+            self.metrics.streams_rejected.labels(refusal.error).inc()
+            return refusal.response()
+        return self.cookies.issue(user_id)
+
+    async def clear_stream_cookie(self, request: Request) -> Response:
+        try:
+            check_origin(request, self.allowed_origins)
+        except Refusal as refusal:
+            return refusal.response()
+        return self.cookies.clear()
+
+    def _over_limit(self, user_id: int) -> Refusal | None:
         if self.hub.streams_of(user_id) >= self.settings.sse_max_connections_per_user:
             self.metrics.streams_rejected.labels("user_limit").inc()
             limit = self.settings.sse_max_connections_per_user
-            return _error(
+            return Refusal(
                 429,
                 "too_many_streams",
                 f"user {user_id} already has {limit} open streams (the limit); close one first",
-                _RETRY,
+                RETRY_SOON,
             )
         if self.hub.open_streams >= self.settings.sse_max_connections:
             self.metrics.streams_rejected.labels("process_limit").inc()
-            return _error(
+            return Refusal(
                 429,
                 "server_busy",
                 f"this server holds its limit of {self.settings.sse_max_connections} streams; "
                 "retry shortly",
-                _RETRY,
+                RETRY_SOON,
             )
         return None
 
@@ -157,23 +212,42 @@ class NotificationApi:
             status_code=200 if healthy else 503,
         )
 
+    async def live_page(self, _request: Request) -> Response:
+        return FileResponse(_LIVE_PAGE, media_type="text/html")
+
     async def metrics_endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _error(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
-
-
 def create_app(settings: Settings) -> Starlette:
     api = NotificationApi(settings)
-    return Starlette(
-        routes=[
-            Route("/v1/notifications/stream", api.stream, methods=["GET"]),
-            Route("/healthz", api.healthz, methods=["GET"]),
-            Route("/metrics", api.metrics_endpoint, methods=["GET"]),
-        ],
-        lifespan=api.lifespan,
-    )
+    routes = [
+        Route(STREAM_PATH, api.stream, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/metrics", api.metrics_endpoint, methods=["GET"]),
+    ]
+    if api.cookies.enabled:
+        routes.append(Route(STREAM_COOKIE_PATH, api.issue_stream_cookie, methods=["POST"]))
+        routes.append(Route(STREAM_COOKIE_PATH, api.clear_stream_cookie, methods=["DELETE"]))
+    if settings.api_dev_live_page:
+        routes.append(Route(LIVE_PAGE_PATH, api.live_page, methods=["GET"]))
+    middleware = [
+        Middleware(
+            Edge,
+            routes={route.path for route in routes},
+            max_headers=settings.api_max_headers,
+            max_header_bytes=settings.api_max_header_bytes,
+        )
+    ]
+    if settings.api_cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.api_cors_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Last-Event-ID"],
+                max_age=600,
+            )
+        )
+    return Starlette(routes=routes, middleware=middleware, lifespan=api.lifespan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,33 +14,36 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from learning_platform.api.refusals import Refusal
 from learning_platform.settings import DEV_JWT_SECRET, Settings
 
 REALM = "notifications"
 # users.id is a bigint identity: a positive decimal that fits in 63 bits.
 _USER_ID = re.compile(r"[1-9][0-9]{0,18}")
-_MAX_BIGINT = 2**63 - 1
+MAX_BIGINT = 2**63 - 1
+# Our tokens are ~200 characters; an RS256 one with a few claims under 1 KiB. A longer value
+# is refused before any base64 or JSON decoding is spent on it.
+MAX_TOKEN_CHARS = 4096
+# RFC 6750 §2.1 b64token: the only characters a bearer token may hold.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6750 §3: error_description is limited to these characters (and kept short here).
+_DESCRIPTION_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 
 
-class AuthError(Exception):
-    """A request the stream refuses; `status` is 401 (who are you?) or 403 (not for you)."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
+class AuthError(Refusal):
+    """A request the stream refuses: 400 (malformed credentials), 401 (who are you?) or 403
+    (not for you). `error` is the code of the JSON body and of `WWW-Authenticate` alike."""
 
     def headers(self) -> dict[str, str]:
-        if self.status != 401:
+        if self.status == 403:
             return {}
         if self.error == "missing_token":
             # RFC 6750 §3.1: no error code when the request carried no credentials at all.
             return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
-        description = self.description.replace('"', "'")
+        description = _DESCRIPTION_UNSAFE.sub("?", self.description.replace('"', "'"))[:200]
         return {
             "WWW-Authenticate": (
-                f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+                f'Bearer realm="{REALM}", error="{self.error}", error_description="{description}"'
             )
         }
 
@@ -61,9 +65,10 @@ class TokenVerifier:
     def algorithm(self) -> str:
         return self._verification.algorithm
 
-    def user_id(self, authorization: str | None) -> int:
-        claims = self._claims(_bearer_token(authorization))
-        return _user_id_from_subject(claims["sub"])
+    def user_id(self, authorization: Sequence[str]) -> int:
+        """`authorization`: every `Authorization` header value of the request."""
+        claims = self._claims(bearer_token(authorization))
+        return user_id_from_subject(claims["sub"])
 
     def _claims(self, token: str) -> dict[str, Any]:
         last_error: jwt.InvalidSignatureError | None = None
@@ -98,26 +103,38 @@ class TokenVerifier:
         )
 
 
-def _bearer_token(authorization: str | None) -> str:
+def bearer_token(authorization: Sequence[str]) -> str:
+    """The token of the request's one `Authorization: Bearer <token>` header.
+
+    Malformed credentials are a 400 `invalid_request` (RFC 6750 §3.1): the client must fix the
+    request, not sign in again."""
     if not authorization:
         raise AuthError(
             401, "missing_token", "send 'Authorization: Bearer <token>' to open the stream"
         )
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError(401, "invalid_request", "the Authorization header must be 'Bearer <token>'")
-    return token.strip()
+    if len(authorization) > 1:
+        raise AuthError(400, "invalid_request", "send one Authorization header, not several")
+    scheme, _, token = authorization[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(400, "invalid_request", "the Authorization header must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise AuthError(
+            400, "invalid_request", f"the bearer token is longer than {MAX_TOKEN_CHARS} characters"
+        )
+    if not _B64TOKEN.fullmatch(token):
+        raise AuthError(
+            400, "invalid_request", "the bearer token holds characters a token cannot have"
+        )
+    return token
 
 
-def _user_id_from_subject(subject: object) -> int:
+def user_id_from_subject(subject: object) -> int:
     """403, not 401: the token is genuine and current, so signing in again cannot help;
     it names a subject that is not a user of this platform."""
-    if not isinstance(subject, str) or not _USER_ID.fullmatch(subject):
-        raise AuthError(403, "forbidden", f"token subject {subject!r} is not a user id")
-    user_id = int(subject)
-    if user_id > _MAX_BIGINT:
-        raise AuthError(403, "forbidden", f"token subject {subject!r} is not a user id")
-    return user_id
+    if not isinstance(subject, str) or not _USER_ID.fullmatch(subject) or int(subject) > MAX_BIGINT:
+        raise AuthError(403, "forbidden", f"token subject {repr(subject)[:40]} is not a user id")
+    return int(subject)
 
 
 def _verification_keys(settings: Settings) -> _VerificationKeys:

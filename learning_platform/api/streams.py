@@ -53,7 +53,10 @@ class NotificationStream:
         metrics: ApiMetrics,
         cursor: int,
         queue_size: int,
+        *,
+        retry_milliseconds: int,
     ) -> None:
+        self._retry_milliseconds = retry_milliseconds
         self._pool = pool
         self._subscription = subscription
         self._metrics = metrics
@@ -62,6 +65,8 @@ class NotificationStream:
         self._recent = RecentIds(2 * queue_size + 16)
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
+        # How long EventSource waits before it reconnects after the stream ends.
+        yield ServerSentEvent(retry=self._retry_milliseconds)
         try:
             async for event in self._missed():
                 yield event

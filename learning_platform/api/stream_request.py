@@ -1,0 +1,42 @@
+"""The stream request's parameters other than credentials, validated before any work is done."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from learning_platform.api.auth import MAX_BIGINT, AuthError
+from learning_platform.api.refusals import Refusal
+
+# An id this API sent: a bigint identity, so 1 to 19 ASCII digits (str.isdecimal would also
+# take other scripts' digits, and int() of thousands of digits is slow or refused).
+_NOTIFICATION_ID = re.compile(r"[0-9]{1,19}")
+
+
+def last_event_id(values: Sequence[str]) -> int | None:
+    """The cursor a resuming client sends (every `Last-Event-ID` header value), or None."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Refusal(400, "invalid_last_event_id", "send one Last-Event-ID header, not several")
+    value = values[0]
+    if not _NOTIFICATION_ID.fullmatch(value) or int(value) > MAX_BIGINT:
+        raise Refusal(
+            400,
+            "invalid_last_event_id",
+            "Last-Event-ID must be the id of an event this stream sent "
+            f"(a decimal from 0 to {MAX_BIGINT}); got {value[:40]!r}",
+        )
+    return int(value)
+
+
+def refuse_query_string(query: str) -> None:
+    """The stream takes no query parameters. Refused rather than ignored: a client that put
+    its token in the URL must learn that URLs are the wrong place (they are logged)."""
+    if query:
+        raise AuthError(
+            400,
+            "invalid_request",
+            "the stream takes no query parameters; send the token in the Authorization header, "
+            "never in the URL",
+        )
