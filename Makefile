@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz test-dev test-browser bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz test-dev test-browser chromium bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -33,16 +33,19 @@ test-faults: setup
 	$(BIN)/pytest -m faults
 
 # `make dev` from a clean clone of HEAD, end to end (needs the dev ports free).
-test-dev: setup
+test-dev: setup chromium
 	$(BIN)/pytest -m dev_stack
 
 # The property-based tests with many more examples than make test gives them.
 test-fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
 
-# Native EventSource in a real headless Chromium (Debian's package; CI runs as root).
-test-browser: setup
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+# Debian's Chromium for the browser tests (CI runs as root on a fresh machine).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# Native EventSource in a real headless Chromium.
+test-browser: setup chromium
 	$(BIN)/pytest -m browser
 
 bench: setup

@@ -3,9 +3,10 @@ are free (make test-dev; CI runs it).
 
 The clone gets its own virtualenv (`make setup`), then `make dev` runs in its own process group
 so Ctrl-C can be sent to it as a terminal would. Checked: the banner appears only once the
-worker polls and the API answers, every URL it prints answers, a notification reaches the demo
-user's stream seconds after the printed trigger command, the output has no warning a user would
-take for an error, and Ctrl-C leaves no process running and no port bound.
+worker polls and the API answers, every URL it prints answers, a notification reaches the live
+page in headless Chromium seconds after the printed trigger command, the Temporal UI lists every
+schedule (the README's screenshot), the output has no warning a user would take for an error, and
+Ctrl-C leaves no process running and no port bound.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from playwright.async_api import BrowserContext
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from learning_platform.demo_data import DEMO_SITE_PORT
-from tests.sse_helpers import open_stream
+from learning_platform.settings import Settings
+from scheduling.declarations import declared_schedules
+from tests.chromium import chromium
 
 # A fresh virtualenv and a cold start: minutes on a busy machine, beyond the suite default.
 pytestmark = [pytest.mark.dev_stack, pytest.mark.timeout(1200)]
@@ -34,6 +39,8 @@ DEV_PORTS = (7233, 8233, 8000, 9464, DEMO_SITE_PORT)
 SETUP_TIMEOUT_SECONDS = 600
 READY_TIMEOUT_SECONDS = 240
 STOP_TIMEOUT_SECONDS = 60
+BROWSER_WAIT_MS = 30_000
+SCREENSHOT = REPO / "docs" / "temporal-ui-schedules.png"
 # Lines a newcomer would read as something gone wrong.
 ALARMING = re.compile(
     r"Traceback|command not found|XDG_RUNTIME_DIR|\"level\": \"(error|critical)\"|Error:",
@@ -157,31 +164,53 @@ async def test_every_printed_url_answers(dev: RunningDev, clone: Path) -> None:
             assert response.status_code == 200, (url, response.status_code)
 
 
-async def test_the_printed_trigger_puts_a_notification_on_the_demo_users_stream(
-    dev: RunningDev, clone: Path
+@pytest.fixture(scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+    async with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
+
+
+async def test_the_printed_trigger_reaches_the_live_page_in_a_browser(
+    dev: RunningDev, clone: Path, browser: BrowserContext
 ) -> None:
     command = re.search(r"A notification now\s+(\S+ dev\.py request-question-set)", dev.output)
-    assert command, dev.output[-2000:]
-    async with open_stream("http://localhost:8000", token(clone, 1)) as stream:
-        requested = await asyncio.to_thread(
-            subprocess.run, [*command.group(1).split()], cwd=clone,
-            capture_output=True, text=True, env=environment(clone),
-        )  # fmt: skip
-        assert requested.returncode == 0, requested.stderr
-        asked = re.search(r"question set (\d+) requested", requested.stdout)
-        assert asked, requested.stdout
-        # The demo's own jobs notify user 1 too (retried sets): wait for this set's event.
-        try:
-            async with asyncio.timeout(30):
-                while True:
-                    event = await stream.next_event(within=30)
-                    if event.json()["payload"].get("question_set_id") == int(asked.group(1)):
-                        break
-        except TimeoutError:
-            pytest.fail("no notification within 30 s; make dev said:\n" + dev.output[-4000:])
+    live_page = re.search(r"Live page\s+(http://\S+/dev/live#token=\S+)", dev.output)
+    assert command and live_page, dev.output[-2000:]
+    page = await browser.new_page()
+    await page.goto(live_page.group(1))
+    await page.wait_for_function("window.opened >= 1", timeout=BROWSER_WAIT_MS)
 
-    assert event.event == "question_set.completed"
-    assert event.json()["payload"]["title"] == "Quiz requested from dev.py"
+    requested = await asyncio.to_thread(
+        subprocess.run, [*command.group(1).split()], cwd=clone,
+        capture_output=True, text=True, env=environment(clone),
+    )  # fmt: skip
+    assert requested.returncode == 0, requested.stderr
+    asked = re.search(r"question set (\d+) requested", requested.stdout)
+    assert asked, requested.stdout
+    # The demo's own jobs notify user 1 too (retried sets): wait for this set's event.
+    arrived = (
+        "window.received.some(item => item.kind === 'question_set.completed' && "
+        f"item.notification.payload.question_set_id === {int(asked.group(1))})"
+    )
+    try:
+        await page.wait_for_function(arrived, timeout=BROWSER_WAIT_MS)
+    except PlaywrightTimeoutError:
+        pytest.fail("the live page got no notification; make dev said:\n" + dev.output[-4000:])
+    assert "Quiz requested from dev.py" in await page.inner_text("#events")
+
+
+async def test_the_temporal_ui_shows_every_schedule(
+    dev: RunningDev, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """Also the README's screenshot: UPDATE_SCREENSHOTS=1 writes it into docs/."""
+    schedules_url = next(url for url in dev.urls() if url.endswith("/schedules"))
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await page.goto(schedules_url)
+    for schedule in (job.schedule_id for job in declared_schedules(Settings())):
+        await page.get_by_text(schedule, exact=True).first.wait_for(timeout=BROWSER_WAIT_MS)
+    target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / "ui.png"
+    await page.screenshot(path=target)
+    assert target.stat().st_size > 20_000
 
 
 async def test_ctrl_c_stops_everything_and_the_output_had_no_alarming_lines(
