@@ -29,7 +29,7 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
-def workflow_type(path: Path) -> str:
+def workflow_type_of(path: Path) -> str:
     started = json.loads(path.read_text())["events"][0]
     return str(started["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
 
@@ -63,7 +63,7 @@ async def test_every_recorded_history_replays_on_current_code(replayer: Replayer
 
 
 def test_every_registered_workflow_type_has_recorded_histories() -> None:
-    recorded = {workflow_type(path) for path in CORPUS}
+    recorded = {workflow_type_of(path) for path in CORPUS}
     missing = registered_workflow_types() - recorded
     assert not missing, (
         f"no recorded history for {sorted(missing)}: add a scenario to tests/replay/record.py "
@@ -75,7 +75,7 @@ def test_the_latest_recording_covers_every_workflow_type() -> None:
     """A recording is one consistent snapshot of the code; a partial one would leave a type's
     current commands untested once its older folder is retired."""
     latest = max(HISTORIES.iterdir(), key=lambda folder: folder.name)
-    recorded = {workflow_type(path) for path in latest.glob("*.json")}
+    recorded = {workflow_type_of(path) for path in latest.glob("*.json")}
     assert registered_workflow_types() <= recorded, (
         f"{latest.name} lacks {registered_workflow_types() - recorded}"
     )

@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.common import VersioningBehavior
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.outbox_relay import relay_workflow_id
 from contracts.ai_processing import session_workflow_id
@@ -32,15 +34,17 @@ from scheduling.declarations import declared_schedules
 from scheduling.sync import apply
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
-from tests.faults.next_build_workflows import NEXT_RELAY_REVISION
+from tests.faults.next_build_workflows import NEXT_BUILD_WORKFLOWS, NEXT_RELAY_REVISION
 from tests.faults.report import FaultReport
 from tests.faults.test_s7_outbox_load import _OFFER
 from tests.faults.world import execute, scalar
 from tests.learning_helpers import wait_for
 from tests.pages_server import serving_pages
 from tests.schedule_helpers import run_schedule_now
+from tests.test_replay import CORPUS, load, workflow_type_of
 from tests.worker_process import WorkerProcess, running_worker
 from tests.worker_versions import landed_on, set_current_version
+from worker import WORKFLOW_SANDBOX_RESTRICTIONS
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -144,6 +148,31 @@ async def history_events(handle: WorkflowHandle[Any, Any]) -> list[str]:
     return [EventType.Name(event.event_type) for event in history.events]
 
 
+async def replay_failures(workflow_type: str) -> tuple[int, int]:
+    """(histories, failures) of the corpus's `workflow_type` replayed on build 2's code."""
+    paths = [path for path in CORPUS if workflow_type_of(path) == workflow_type]
+    replayer = Replayer(
+        workflows=NEXT_BUILD_WORKFLOWS,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=WORKFLOW_SANDBOX_RESTRICTIONS),
+    )
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for path in paths:
+            yield load(path)
+
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    return len(paths), len(results.replay_failures)
+
+
+async def test_s8_build_2_breaks_session_replay_and_keeps_relay_replay() -> None:
+    """What makes scenario 8 a test of pinning: build 2's ProcessSession cannot replay a
+    build-1 history, while its patched OutboxRelay can."""
+    sessions, session_failures = await replay_failures("ProcessSession")
+    relays, relay_failures = await replay_failures("OutboxRelay")
+    assert sessions and session_failures == sessions
+    assert relays and relay_failures == 0
+
+
 async def processing_left(engine: AsyncEngine, sessions: list[int]) -> int:
     return int(
         await scalar(
@@ -242,7 +271,6 @@ async def test_s8_rolling_deploy_under_load(
         f"{during:.2f} s from the switch until the relay moved, {after:.2f} s after"
     )
     assert first_exit == 0 and second_exit == 0, "a build-1 worker did not stop cleanly"
-    assert offered_rate >= RATE * 0.9, f"the load reached only {offered_rate:,.0f}/s"
 
     totals = await scalar(engine, "SELECT coalesce(sum(total_solved), 0) FROM learn_stats")
     applied = await scalar(engine, "SELECT count(*) FROM learning_records WHERE stats_applied")
@@ -286,3 +314,5 @@ async def test_s8_rolling_deploy_under_load(
         "the relay continued as new from build 1 onto build 2 (its patched code recorded its "
         "revision in the memo) before the last build-1 process stopped"
     )
+    # Last, so that a machine too busy to offer the load still checks everything above.
+    assert offered_rate >= RATE * 0.9, f"the load reached only {offered_rate:,.0f}/s"
