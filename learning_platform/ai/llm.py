@@ -19,6 +19,7 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
+from prometheus_client import Counter
 
 from learning_platform.settings import Settings
 
@@ -28,6 +29,11 @@ T = TypeVar("T")
 
 # Statuses a later attempt can succeed on (rate limits, overload, server faults).
 _RETRYABLE_STATUSES = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+LLM_REQUESTS = Counter("llm_requests", "LLM requests by outcome", ["outcome"])
+# Every outcome exported from the start at 0, so the first error shows in rate() and alerts.
+for _outcome in ("ok", "retryable_error", "permanent_error"):
+    LLM_REQUESTS.labels(outcome=_outcome)
 
 
 @dataclass
@@ -115,6 +121,18 @@ class JsonLlm:
         )
 
     async def _ask(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
+    ) -> tuple[str, LlmUsage]:
+        try:
+            answer = await self._request(messages, schema, schema_name)
+        except LlmError as exc:
+            outcome = "retryable_error" if isinstance(exc, LlmRetryableError) else "permanent_error"
+            LLM_REQUESTS.labels(outcome=outcome).inc()
+            raise
+        LLM_REQUESTS.labels(outcome="ok").inc()
+        return answer
+
+    async def _request(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
     ) -> tuple[str, LlmUsage]:
         response_format: ResponseFormatJSONSchema = {
