@@ -17,6 +17,7 @@ from workflows.question_sets import (
     QuestionSetRetry,
     SourceCleanup,
 )
+from workflows.retention import Retention
 
 ALL_WORKFLOWS: list[type] = [
     CleanupStaleSessions,
@@ -31,4 +32,5 @@ ALL_WORKFLOWS: list[type] = [
     QuestionSetCleanup,
     QuestionSetRetry,
     SourceCleanup,
+    Retention,
 ]
