@@ -38,6 +38,7 @@ from learning_platform.outbox_metrics import read_backlog
 from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
+from learning_platform.tracing import configure_tracing
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -114,6 +115,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    configure_tracing(settings)
 
     async def _main() -> None:
         stop = asyncio.Event()

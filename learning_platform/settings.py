@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     )
     retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
 
+    # Tracing (learning_platform.tracing): on when an OTLP endpoint is set. The exporter reads
+    # the other standard OTEL_* variables itself.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+    otel_service_name: str = "learning-jobs"
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     jwt_secret: SecretStr = Field(

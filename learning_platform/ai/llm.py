@@ -22,6 +22,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter
 
 from learning_platform.settings import Settings
+from learning_platform.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,19 @@ class JsonLlm:
     async def _ask(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
     ) -> tuple[str, LlmUsage]:
-        try:
-            answer = await self._request(messages, schema, schema_name)
-        except LlmError as exc:
-            outcome = "retryable_error" if isinstance(exc, LlmRetryableError) else "permanent_error"
-            LLM_REQUESTS.labels(outcome=outcome).inc()
-            raise
-        LLM_REQUESTS.labels(outcome="ok").inc()
-        return answer
+        attributes = {"llm.model": self.model, "llm.schema": schema_name}
+        with TRACER.start_as_current_span(f"llm {schema_name}", attributes=attributes) as span:
+            try:
+                answer = await self._request(messages, schema, schema_name)
+            except LlmError as exc:
+                retryable = isinstance(exc, LlmRetryableError)
+                outcome = "retryable_error" if retryable else "permanent_error"
+                LLM_REQUESTS.labels(outcome=outcome).inc()
+                span.set_attribute("llm.outcome", outcome)
+                raise
+            LLM_REQUESTS.labels(outcome="ok").inc()
+            span.set_attribute("llm.outcome", "ok")
+            return answer
 
     async def _request(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str

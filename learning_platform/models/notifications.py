@@ -28,3 +28,5 @@ class Notification(Base):
     dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = created_at_column()
     read_at: Mapped[datetime | None]
+    # The trace of the run that wrote it (learning_platform.tracing), to find why it was sent.
+    trace_id: Mapped[str | None] = mapped_column(Text)
