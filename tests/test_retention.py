@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.registry import Dependencies
 from contracts.retention import RetentionInput, RetentionResult
+from learning_platform import session_processing
 from learning_platform.settings import Settings
 from scheduling.declarations import declared_schedules
 from scheduling.sync import apply, full_id
@@ -164,3 +165,23 @@ async def test_the_daily_schedule_uses_the_settings_and_its_scheduled_time(
         tick - timedelta(days=2),
         tick - timedelta(days=2) + TICK,
     ]
+
+
+async def test_an_expired_summary_is_no_longer_served_from_the_cache(
+    engine: AsyncEngine, client: Client, small_batch_worker: Worker
+) -> None:
+    await add_summaries(engine, [SCHEDULED - timedelta(days=8), SCHEDULED - timedelta(days=6)])
+    urls = ["https://example.com/0", "https://example.com/1"]
+    async with engine.connect() as conn:
+        assert set(await session_processing.cached_summaries(conn, urls, "offline")) == set(urls)
+
+    await client.execute_workflow(
+        Retention.run,
+        AGES,
+        id=f"retention-{uuid.uuid4()}",
+        task_queue=small_batch_worker.task_queue,
+    )
+
+    # The page of the expired summary is read and summarised again by the next session.
+    async with engine.connect() as conn:
+        assert set(await session_processing.cached_summaries(conn, urls, "offline")) == {urls[1]}
