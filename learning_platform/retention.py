@@ -47,16 +47,18 @@ def _batch_sql(target: RetentionTarget, after: bool) -> str:
     keys = ", ".join(target.key)
     position = ", ".join(f":after_{i}" for i in range(len(target.key)))
     after_clause = f"({keys}) > ({position}) AND " if after else ""
-    joined = " AND ".join(f"t.{column} = b.{column}" for column in target.key)
     last = ", ".join(f"{column} DESC" for column in target.key)
+    # The DELETE finds the batch's rows by their ctid (a direct heap fetch, no second index
+    # lookup); batch and DELETE are one statement, so the ctids are those just read. A row
+    # updated in between is re-checked (and kept) under READ COMMITTED.
     return f"""
         WITH batch AS (
-            SELECT {keys} FROM {target.table}
+            SELECT ctid, {keys} FROM {target.table}
              WHERE {after_clause}{target.age_column} < :cutoff
              ORDER BY {keys} LIMIT :limit
         ), deleted AS (
-            DELETE FROM {target.table} t USING batch b
-             WHERE {joined} AND t.{target.age_column} < :cutoff
+            DELETE FROM {target.table}
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM batch)) AND {target.age_column} < :cutoff
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM deleted) AS deleted,
