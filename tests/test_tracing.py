@@ -8,21 +8,33 @@ installs its own in-memory provider instead of calling configure_tracing, so not
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.outbox_handlers import build_handlers
 from activities.registry import Dependencies
-from contracts.browsing_sessions import CleanupStaleSessionsInput
+from contracts.browsing_sessions import CleanupStaleSessionsInput, UpdateMetricsInput
 from contracts.question_sets import QuestionGenerationResult, generation_workflow_id
 from learning_platform import question_sets
 from learning_platform.session_workflows import process_session_now
@@ -33,11 +45,13 @@ from tests.ai_processing_helpers import add_processing_session, summarising_resp
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.learning_helpers import drain
+from tests.loopback import serve_in_thread
 from tests.pages_server import serving_pages
 from tests.question_set_factories import rows
 from tests.test_question_generation import llm_questions, stored_source
+from tests.worker_process import running_worker
 from worker import create_workers
-from workflows.browsing_sessions import CleanupStaleSessions
+from workflows.browsing_sessions import CleanupStaleSessions, UpdateMetrics
 
 EXPORTER = InMemorySpanExporter()
 
@@ -252,3 +266,58 @@ async def test_without_tracing_the_outbox_and_notifications_carry_nothing(
     )
     await client.get_workflow_handle(workflow_id).result()
     assert [tuple(r) for r in await rows(engine, "SELECT trace_id FROM notifications")] == [(None,)]
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace endpoint (POST /v1/traces, protobuf), as a collector would serve."""
+
+    def __init__(self) -> None:
+        self.span_names: queue.Queue[str] = queue.Queue()
+
+    async def receive(self, request: Request) -> Response:
+        export = ExportTraceServiceRequest.FromString(await request.body())
+        for resource_spans in export.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.span_names.put(f"{service}/{span.name}")
+        return Response(ExportTraceServiceResponse().SerializeToString())
+
+    def wait_for(self, name: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if self.span_names.get(timeout=left) == name:
+                    return
+            except queue.Empty:
+                break
+        raise AssertionError(f"no span {name!r} exported within {within}s")
+
+
+async def test_a_worker_exports_its_spans_over_otlp_when_an_endpoint_is_set(
+    engine: AsyncEngine, client: Client, settings: Settings
+) -> None:
+    receiver = OtlpReceiver()
+    app = Starlette(routes=[Route("/v1/traces", receiver.receive, methods=["POST"])])
+    with (
+        serve_in_thread(app) as endpoint,
+        running_worker(
+            settings,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_SERVICE_NAME="worker-under-test",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        ),
+    ):
+        await client.execute_workflow(
+            UpdateMetrics.run,
+            UpdateMetricsInput(),
+            id=f"update-metrics-{uuid.uuid4()}",
+            task_queue=settings.task_queue,
+        )
+        await asyncio.to_thread(
+            receiver.wait_for, "worker-under-test/RunActivity:record_active_sessions"
+        )
