@@ -18,13 +18,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from temporalio.client import Interceptor
-from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from learning_platform.settings import Settings
+
+# The SDK, the exporter and the Temporal interceptor are imported only when tracing is on: a
+# process with tracing off loads just the (small) API.
 
 TRACER = trace.get_tracer("learning_jobs")
 
@@ -38,8 +37,10 @@ def configure_tracing(settings: Settings) -> None:
     """Install the OTLP-exporting tracer provider for this process, if tracing is enabled."""
     if not tracing_enabled(settings):
         return
-    # Imported here: only a process that exports pays for loading the exporter.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.otel_service_name})
@@ -50,7 +51,11 @@ def configure_tracing(settings: Settings) -> None:
 
 def client_interceptors(settings: Settings) -> list[Interceptor]:
     """The Temporal client's (and so its workers') interceptors: tracing when enabled."""
-    return [TracingInterceptor()] if tracing_enabled(settings) else []
+    if not tracing_enabled(settings):
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return [TracingInterceptor()]
 
 
 def current_trace_context() -> dict[str, str] | None:
