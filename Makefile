@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz test-dev test-browser chromium bench lock clean
+.PHONY: setup dev test lint alert-rules test-faults test-fuzz test-dev test-browser chromium bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -26,8 +26,16 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint alert-rules
 	$(BIN)/pytest
+
+# The alert rules (deploy/prometheus/): syntax, the config that loads them, their unit tests.
+# promtool comes from Debian's prometheus package (installed here if missing; not started).
+alert-rules:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/*.test.yml
 
 test-faults: setup
 	$(BIN)/pytest -m faults

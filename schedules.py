@@ -3,6 +3,7 @@
     python schedules.py apply                 create / update / prune to match the declarations
     python schedules.py diff                  what apply would do, changing nothing
     python schedules.py list                  declared schedules with state and next run
+    python schedules.py status [ID]           last run (outcome, duration, counts), pause, next run
     python schedules.py describe ID
     python schedules.py pause ID --note "why"
     python schedules.py unpause ID [--note "why"]
@@ -30,6 +31,7 @@ from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
+from scheduling.status import render, schedule_statuses
 from scheduling.sync import ScheduleDeclarationError, apply, describe_or_none, full_id, plan
 
 
@@ -77,6 +79,12 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
         next_run = next_runs[0].astimezone(settings.timezone).isoformat() if next_runs else "-"
         status = "paused" if state.paused else "active"
         print(f"{schedule_id:<32} {when:<16} {status:<8} {next_run:<26} {state.note or ''}")
+
+
+async def cmd_status(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    only = None if args.id is None else handle(client, settings, args.id).id
+    only_declared = None if only is None else only.removeprefix(settings.schedule_id_prefix)
+    print(render(await schedule_statuses(client, settings, only_declared), settings.timezone))
 
 
 async def cmd_describe(client: Client, settings: Settings, args: argparse.Namespace) -> None:
@@ -135,6 +143,7 @@ COMMANDS = {
     "apply": cmd_apply,
     "diff": cmd_apply,
     "list": cmd_list,
+    "status": cmd_status,
     "describe": cmd_describe,
     "pause": cmd_pause,
     "unpause": cmd_unpause,
@@ -150,6 +159,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("apply", help="create, update and prune schedules to match the code")
     commands.add_parser("diff", help="what apply would change")
     commands.add_parser("list", help="declared schedules with state and next run")
+    status = commands.add_parser("status", help="last run, outcome, counts, pause, next run")
+    status.add_argument("id", nargs="?")
     for name in ("describe", "trigger", "delete"):
         commands.add_parser(name).add_argument("id")
     pause = commands.add_parser("pause")

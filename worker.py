@@ -40,6 +40,7 @@ from learning_platform.outbox_metrics import read_backlog
 from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
+from learning_platform.tracing import configure_tracing
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -141,6 +142,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    configure_tracing(settings)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -48,6 +48,7 @@ from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUs
 from learning_platform.ai.session_ai import SessionAi, SummarizedPage
 from learning_platform.crawler import Crawler, PageUnavailableError, crawl_failure_reason
 from learning_platform.session_workflows import start_session_workflow
+from learning_platform.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -214,14 +215,17 @@ class SessionAiActivities:
     async def _summarize_page(
         self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
     ) -> None:
+        attributes: dict[str, str | int] = {"session.id": session_id, "url.full": page.url}
         async with self._page_slots:
-            await self._read_and_summarize(session_id, page, done)
+            with TRACER.start_as_current_span("summarize page", attributes=attributes):
+                await self._read_and_summarize(session_id, page, done)
 
     async def _read_and_summarize(
         self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
     ) -> None:
         try:
-            fetched = await self._crawler.fetch(page.url)
+            with TRACER.start_as_current_span("crawl", attributes={"url.full": page.url}):
+                fetched = await self._crawler.fetch(page.url)
         except (PageUnavailableError, httpx.HTTPError) as exc:
             reason = crawl_failure_reason(exc)
             status = exc.http_status if isinstance(exc, PageUnavailableError) else None

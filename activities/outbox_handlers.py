@@ -17,6 +17,7 @@ from activities.question_sets import start_generation_workflow
 from learning_platform import learn_stats, question_sets
 from learning_platform.outbox_relay import EventHandler, MalformedEvent, PendingEvent
 from learning_platform.settings import Settings
+from learning_platform.tracing import continued_span
 
 
 def int_field(event: PendingEvent, name: str) -> int:
@@ -40,12 +41,18 @@ def learning_recorded_handler(timezone: str) -> EventHandler:
 def question_set_requested_handler(client: Client, settings: Settings) -> EventHandler:
     async def handle(conn: AsyncConnection, events: Sequence[PendingEvent]) -> None:
         for event in events:
-            await start_generation_workflow(
-                client,
-                settings,
+            question_set_id, attempt = (
                 int_field(event, "question_set_id"),
                 int_field(event, "attempt"),
             )
+            # Continues the trace of the code that requested the set, into its workflow.
+            attributes = {
+                "outbox.event_id": event.id,
+                "question_set.id": question_set_id,
+                "question_set.attempt": attempt,
+            }
+            with continued_span(f"deliver {event.event_type}", event.trace_context, attributes):
+                await start_generation_workflow(client, settings, question_set_id, attempt)
 
     return handle
 

@@ -16,6 +16,7 @@ from activities.learn_stats import LearnStatsActivities
 from activities.outbox_handlers import build_handlers
 from activities.outbox_relay import OutboxRelayActivities
 from activities.question_sets import QuestionAiActivities, QuestionSetActivities
+from activities.retention import RetentionActivities
 from learning_platform.ai.question_ai import build_question_ai
 from learning_platform.ai.session_ai import build_session_ai
 from learning_platform.crawler import Crawler, CrawlPolicy, build_http_client
@@ -44,6 +45,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     stats = LearnStatsActivities(
         deps.engine, deps.settings.timezone, deps.settings.learn_stats_batch_size
     )
+    retention = RetentionActivities(deps.engine, deps.settings.retention_batch_size)
     return [
         sessions.fail_stale_sessions,
         sessions.record_active_sessions,
@@ -61,6 +63,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         relay.ensure_outbox_relay,
         stats.reset_broken_streaks,
         stats.recalculate_learn_stats,
+        retention.prune_expired_rows,
     ]
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.models import Notification
+from learning_platform.tracing import TRACER, current_trace_id
 
 
 async def record_notification(
@@ -24,10 +25,23 @@ async def record_notification(
     NOTIFY at commit, which the API turns into an SSE event; another trigger makes one user's
     ids commit in id order (migration 0001), so bulk `INSERT … SELECT` writers get that too.
     """
-    statement = (
-        insert(Notification)
-        .values(user_id=user_id, kind=kind, payload=payload, dedupe_key=dedupe_key)
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification.id)
-    )
-    return (await conn.execute(statement)).scalar_one_or_none()
+    # The run's trace (None outside one), so an operator can go from a notification to it.
+    trace_id = current_trace_id()
+    attributes: dict[str, str | int] = {"notification.kind": kind, "user.id": user_id}
+    with TRACER.start_as_current_span("write notification", attributes=attributes) as span:
+        statement = (
+            insert(Notification)
+            .values(
+                user_id=user_id,
+                kind=kind,
+                payload=payload,
+                dedupe_key=dedupe_key,
+                trace_id=trace_id,
+            )
+            .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+            .returning(Notification.id)
+        )
+        notification_id = (await conn.execute(statement)).scalar_one_or_none()
+        if notification_id is not None:
+            span.set_attribute("notification.id", notification_id)
+        return notification_id

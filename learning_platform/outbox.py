@@ -8,6 +8,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.models import OutboxEvent
+from learning_platform.tracing import current_trace_context
 
 
 async def enqueue_event(
@@ -18,7 +19,9 @@ async def enqueue_event(
     event_type: str,
     payload: dict[str, Any],
 ) -> int:
-    """Write one event in the caller's transaction; it is delivered only if that commits."""
+    """Write one event in the caller's transaction; it is delivered only if that commits.
+
+    The current trace context goes with it, so the relay's delivery continues the trace."""
     statement = (
         insert(OutboxEvent)
         .values(
@@ -26,6 +29,7 @@ async def enqueue_event(
             aggregate_id=str(aggregate_id),
             event_type=event_type,
             payload=payload,
+            trace_context=current_trace_context(),
         )
         .returning(OutboxEvent.id)
     )

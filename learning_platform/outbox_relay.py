@@ -31,6 +31,7 @@ class PendingEvent:
     event_type: str
     payload: dict[str, Any]
     attempts: int
+    trace_context: dict[str, str] | None = None
 
     @property
     def aggregate(self) -> tuple[str, str]:
@@ -68,7 +69,8 @@ class BatchOutcome:
 _CLAIM = text(
     """
     WITH claimed AS (
-        SELECT e.id, e.aggregate_type, e.aggregate_id, e.event_type, e.payload, e.attempts
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.event_type, e.payload, e.attempts,
+               e.trace_context
           FROM outbox_events e
          WHERE e.available_at <= now()
            AND NOT EXISTS (
@@ -136,6 +138,7 @@ async def claim_batch(conn: AsyncConnection, limit: int) -> tuple[int, list[Pend
             event_type=row.event_type,
             payload=row.payload,
             attempts=row.attempts,
+            trace_context=row.trace_context,
         )
         for row in rows
         if not row.blocked

@@ -79,6 +79,28 @@ class Settings(BaseSettings):
     )
     learn_stats_batch_size: int = Field(default=10_000, ge=1, le=100_000)
 
+    # The daily `retention` job: rows older than these (before its scheduled time) go.
+    notification_retention_days: float = Field(
+        default=30, gt=0, description="Notifications older than this are deleted"
+    )
+    dead_letter_retention_days: float = Field(
+        default=30, gt=0, description="Dead-lettered outbox events older than this are deleted"
+    )
+    page_crawl_retention_days: float = Field(
+        default=90, gt=0, description="Page crawl records older than this are deleted"
+    )
+    url_summary_ttl_days: float = Field(
+        default=30, gt=0, description="Cached page summaries older than this are re-made"
+    )
+    retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+
+    # Tracing (learning_platform.tracing): on when an OTLP endpoint is set. The exporter reads
+    # the other standard OTEL_* variables itself.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+    otel_service_name: str = "learning-jobs"
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     jwt_secret: SecretStr = Field(

@@ -9,6 +9,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
 from learning_platform.settings import Settings
+from learning_platform.tracing import client_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -25,4 +26,9 @@ def connect_options(settings: Settings) -> dict[str, Any]:
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     options = connect_options(settings)
-    return await Client.connect(options.pop("target_host"), runtime=runtime, **options)
+    return await Client.connect(
+        options.pop("target_host"),
+        runtime=runtime,
+        interceptors=client_interceptors(settings),
+        **options,
+    )

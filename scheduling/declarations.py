@@ -13,6 +13,7 @@ from contracts.question_sets import (
     QuestionSetRetryInput,
     SourceCleanupInput,
 )
+from contracts.retention import RetentionInput
 from learning_platform.settings import Settings
 from scheduling.job_schedule import JobSchedule
 
@@ -102,5 +103,19 @@ def declared_schedules(settings: Settings) -> list[JobSchedule]:
             every=timedelta(minutes=5),
             execution_timeout=timedelta(minutes=5),
             catchup_window=timedelta(minutes=5),
+        ),
+        JobSchedule(
+            schedule_id="retention",
+            workflow="Retention",
+            arg=RetentionInput(
+                notification_max_age_days=settings.notification_retention_days,
+                dead_letter_max_age_days=settings.dead_letter_retention_days,
+                page_crawl_max_age_days=settings.page_crawl_retention_days,
+                url_summary_ttl_days=settings.url_summary_ttl_days,
+            ),
+            description="Delete old notifications, dead letters, crawl records; expire summaries",
+            cron="30 3 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=1),
         ),
     ]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.exceptions import ApplicationError
 
 from activities.llm_errors import as_application_error
@@ -124,3 +125,21 @@ def test_truncation_keeps_within_the_estimate() -> None:
     korean = "간격 반복 학습은 기억을 돕는다 " * 500
     assert estimate_tokens(truncate_to_token_budget(korean, 300)) <= 300
     assert truncate_to_token_budget("short", 10) == "short"
+
+
+async def test_requests_are_counted_by_outcome(fake: FakeOpenAI, llm: JsonLlm) -> None:
+    def counted(outcome: str) -> float:
+        return REGISTRY.get_sample_value("llm_requests_total", {"outcome": outcome}) or 0.0
+
+    before = {outcome: counted(outcome) for outcome in ("ok", "retryable_error", "permanent_error")}
+    fake.script(Reply.json(SUMMARY), Reply.error(503), Reply.error(401))
+    await ask(llm)
+    with pytest.raises(LlmRetryableError):
+        await ask(llm)
+    with pytest.raises(LlmPermanentError):
+        await ask(llm)
+    assert {outcome: counted(outcome) - before[outcome] for outcome in before} == {
+        "ok": 1,
+        "retryable_error": 1,
+        "permanent_error": 1,
+    }

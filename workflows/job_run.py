@@ -14,6 +14,12 @@ from temporalio.common import SearchAttributeKey
 # Set by Temporal on every workflow a schedule starts (also for trigger and backfill).
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
+# Runs started before this patch recorded no memo; their histories replay without it.
+RUN_MEMO_PATCH = "job-run-memo"
+# The memo key under which a run leaves its outcome, duration and counts (`schedules.py status`
+# and the run's page in the Temporal UI show it).
+RUN_MEMO_KEY = "job_run"
+
 
 def scheduled_time(explicit: datetime | None) -> datetime:
     """The time this run reasons about: given explicitly, else the schedule's, else now.
@@ -35,8 +41,9 @@ class JobRun:
 
 @asynccontextmanager
 async def job_run(job: str) -> AsyncIterator[JobRun]:
-    """Log `starting job` / `job completed` (or `job failed`) with the duration, and count the
-    run by outcome. Workflow time is used, so replays log and measure nothing twice."""
+    """Log `starting job` / `job completed` (or `job failed`) with the duration, count the run
+    by outcome, and leave outcome, duration and counts in the run's memo. Workflow time is
+    used, so replays log and measure nothing twice."""
     run = JobRun(job=job, started=workflow.now())
     workflow.logger.info("starting job", extra={"job": job})
     outcome = "failure"
@@ -52,6 +59,17 @@ async def job_run(job: str) -> AsyncIterator[JobRun]:
         meter.create_histogram_timedelta(
             "learning_jobs_duration", "Job run duration", unit="duration"
         ).record(duration)
+        if workflow.patched(RUN_MEMO_PATCH):
+            workflow.upsert_memo(
+                {
+                    RUN_MEMO_KEY: {
+                        "job": job,
+                        "outcome": outcome,
+                        "duration_s": duration.total_seconds(),
+                        "counts": run.counts,
+                    }
+                }
+            )
         message = "job completed" if outcome == "success" else "job failed"
         log = workflow.logger.info if outcome == "success" else workflow.logger.error
         log(message, extra={"job": job, "duration_s": duration.total_seconds(), **run.counts})

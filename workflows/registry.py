@@ -21,6 +21,7 @@ from workflows.question_sets import (
     QuestionSetRetry,
     SourceCleanup,
 )
+from workflows.retention import Retention
 
 ALL_WORKFLOWS: list[type] = [
     CleanupStaleSessions,
@@ -35,4 +36,5 @@ ALL_WORKFLOWS: list[type] = [
     QuestionSetCleanup,
     QuestionSetRetry,
     SourceCleanup,
+    Retention,
 ]

@@ -19,8 +19,10 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
+from prometheus_client import Counter
 
 from learning_platform.settings import Settings
+from learning_platform.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,11 @@ T = TypeVar("T")
 
 # Statuses a later attempt can succeed on (rate limits, overload, server faults).
 _RETRYABLE_STATUSES = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+LLM_REQUESTS = Counter("llm_requests", "LLM requests by outcome", ["outcome"])
+# Every outcome exported from the start at 0, so the first error shows in rate() and alerts.
+for _outcome in ("ok", "retryable_error", "permanent_error"):
+    LLM_REQUESTS.labels(outcome=_outcome)
 
 
 @dataclass
@@ -115,6 +122,23 @@ class JsonLlm:
         )
 
     async def _ask(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
+    ) -> tuple[str, LlmUsage]:
+        attributes = {"llm.model": self.model, "llm.schema": schema_name}
+        with TRACER.start_as_current_span(f"llm {schema_name}", attributes=attributes) as span:
+            try:
+                answer = await self._request(messages, schema, schema_name)
+            except LlmError as exc:
+                retryable = isinstance(exc, LlmRetryableError)
+                outcome = "retryable_error" if retryable else "permanent_error"
+                LLM_REQUESTS.labels(outcome=outcome).inc()
+                span.set_attribute("llm.outcome", outcome)
+                raise
+            LLM_REQUESTS.labels(outcome="ok").inc()
+            span.set_attribute("llm.outcome", "ok")
+            return answer
+
+    async def _request(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
     ) -> tuple[str, LlmUsage]:
         response_format: ResponseFormatJSONSchema = {

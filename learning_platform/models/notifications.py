@@ -14,7 +14,11 @@ from learning_platform.models.base import Base, created_at_column
 
 class Notification(Base):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+        # The retention job walks it to the cutoff (migration 0007).
+        Index("ix_notifications_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
@@ -24,3 +28,5 @@ class Notification(Base):
     dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = created_at_column()
     read_at: Mapped[datetime | None]
+    # The trace of the run that wrote it (learning_platform.tracing), to find why it was sent.
+    trace_id: Mapped[str | None] = mapped_column(Text)

@@ -28,6 +28,8 @@ class OutboxEvent(Base):
     available_at: Mapped[datetime] = mapped_column(server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The W3C trace context of the code that wrote the event; the relay continues it.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
 
 class OutboxDeadLetter(Base):

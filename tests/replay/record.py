@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
@@ -160,6 +161,19 @@ async def browsing_jobs(stack: Stack) -> None:
     await stack.keep_handle("UpdateMetrics-triggered", await run_schedule(stack, "update-metrics"))
 
 
+async def retention_job(stack: Stack) -> None:
+    user = await add_user(stack.engine, "retention@example.com")
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO notifications (user_id, kind, payload, dedupe_key, created_at) "
+                "VALUES (:u, 'old', '{}', 'retention-old', now() - interval '400 days')"
+            ),
+            {"u": user},
+        )
+    await stack.keep_handle("Retention-deleted-one", await run_schedule(stack, "retention"))
+
+
 async def question_set_jobs(stack: Stack) -> None:
     """QuestionGeneration: started by the app after a 429, through question-set-retry after a
     failed attempt, failed on a bad source; the three Pullit jobs."""
@@ -292,6 +306,7 @@ async def record_all(stack: Stack) -> None:
         await sessions(stack)
         await question_set_jobs(stack)
         await learn_stats_jobs(stack)
+        await retention_job(stack)
         await outbox_relay(stack, relay.first_execution_run_id or "")
     finally:
         await stack.client.get_workflow_handle(relay.id).terminate("recording finished")
