@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         "credentials; JSON list in the environment",
     )
     api_stream_cookie_ttl_seconds: float = Field(
-        default=600, gt=0, le=86_400, description="Lifetime of a browser's stream cookie"
+        default=600, ge=10, le=86_400, description="Lifetime of a browser's stream cookie"
     )
     api_stream_cookie_secret: SecretStr | None = Field(
         default=None,

@@ -13,6 +13,7 @@ import hmac
 import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -139,9 +140,12 @@ def encoded(value: str) -> bytes:
     return value.encode("latin-1")
 
 
-def get_stream(http: httpx.Client, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any, str]:
+def get_stream(
+    http: httpx.Client, headers: list[tuple[bytes, bytes]], query: str = ""
+) -> tuple[int, Any, str]:
     """(status, JSON body or None for a stream, WWW-Authenticate); a stream is closed at once."""
-    with http.stream("GET", STREAM_PATH, headers=headers) as response:
+    url = f"{STREAM_PATH}?{quote(query, safe='=&')}" if query else STREAM_PATH
+    with http.stream("GET", url, headers=headers) as response:
         body = None if response.status_code == 200 else json.loads(response.read())
         return response.status_code, body, response.headers.get("WWW-Authenticate", "")
 
@@ -157,13 +161,17 @@ async def test_any_credentials_get_a_stream_or_a_documented_refusal(
 ) -> None:
     """Against the real server; the examples run in a thread, the server in this loop."""
 
-    @given(authorization=header_lists, cookie=st.none() | header_text | jwt_shaped())
-    def check(http: httpx.Client, authorization: list[str], cookie: str | None) -> None:
+    @given(
+        authorization=header_lists,
+        cookie=st.none() | header_text | jwt_shaped(),
+        query=st.just("") | header_text | last_event_ids.map("last_event_id={}".format),
+    )
+    def check(http: httpx.Client, authorization: list[str], cookie: str | None, query: str) -> None:
         headers = [(b"Authorization", encoded(value)) for value in authorization]
         if cookie is not None:
             headers.append((b"Cookie", b"notifications_stream=" + encoded(cookie)))
         try:
-            status, body, authenticate = get_stream(http, headers)
+            status, body, authenticate = get_stream(http, headers, query)
         except httpx.LocalProtocolError:
             return  # httpx would not send it (a value h11 refuses); nothing reached the server
         if status != 200:

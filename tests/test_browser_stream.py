@@ -107,7 +107,7 @@ async def test_a_page_streams_resumes_across_an_api_restart_and_other_origins_ge
     # Its stream request was refused on the server by its origin, before its credentials were
     # looked at: the browser offers the allowed page's cookie (same site: only the port
     # differs). Its cookie POST never left the browser (the CORS preflight failed).
-    assert refused == 1
+    assert refused >= 1
     stream_cookie = cookies[COOKIE_NAME]
     assert stream_cookie["httpOnly"] is True
     assert stream_cookie["sameSite"] == "Strict"

@@ -179,3 +179,32 @@ async def test_the_dev_live_page_is_served_only_when_asked(
     assert on.status_code == 200
     assert on.headers["content-type"].startswith("text/html")
     assert "new EventSource(" in on.text
+
+
+async def test_a_new_eventsource_resumes_with_the_last_event_id_parameter(
+    base_url: str, engine: AsyncEngine
+) -> None:
+    """A page whose EventSource gave up (say, its cookie expired while the laptop slept) opens
+    a new one, which cannot set Last-Event-ID: the URL carries it; the header, which the
+    browser sends on the new one's reconnects, wins."""
+    user = await add_user(engine)
+    ids = [await notify(engine, user, n=n) for n in range(4)]
+    async with httpx.AsyncClient(base_url=base_url, timeout=None) as http:
+        _, cookie = await mint_cookie(http, user)
+        headers = {"Cookie": f"{COOKIE_NAME}={cookie}", "Origin": PAGE}
+        received = {}
+        url = f"{STREAM_PATH}?last_event_id={ids[0]}"
+        for name, extra in (("parameter", {}), ("header wins", {"Last-Event-ID": str(ids[2])})):
+            async with http.stream("GET", url, headers={**headers, **extra}) as response:
+                assert response.status_code == 200, name
+                events = (item async for item in sse_items(response) if isinstance(item, Event))
+                first = await anext(events)
+            received[name] = int(first.id)
+        bad = [
+            (await http.get(f"{STREAM_PATH}?{query}", headers=headers)).json()["error"]
+            for query in ("last_event_id=-1", "last_event_id=1&x=2", "last_event_id", "lastId=1")
+        ]
+
+    assert received == {"parameter": ids[1], "header wins": ids[3]}
+    assert bad == ["invalid_last_event_id", "invalid_request", "invalid_last_event_id",
+                   "invalid_request"]  # fmt: skip

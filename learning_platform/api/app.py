@@ -29,7 +29,11 @@ from learning_platform.api.hub import NotificationHub
 from learning_platform.api.metrics import ApiMetrics
 from learning_platform.api.refusals import RETRY_SOON, Refusal
 from learning_platform.api.store import DATABASE_ERRORS, latest_notification_id
-from learning_platform.api.stream_request import last_event_id, refuse_query_string
+from learning_platform.api.stream_request import (
+    CURSOR_PARAMETER,
+    last_event_id,
+    refuse_query_string,
+)
 from learning_platform.api.streams import NotificationStream, NotificationStreamResponse
 from learning_platform.database import libpq_url, resolve_database_url
 from learning_platform.settings import Settings
@@ -146,7 +150,8 @@ class NotificationApi:
     def _stream_request(self, request: Request) -> tuple[int, int | None]:
         """The user and Last-Event-ID of a stream request, or the Refusal that says what to fix."""
         check_origin(request, self.allowed_origins)
-        refuse_query_string(request.url.query)
+        query = request.url.query
+        refuse_query_string(query, allowed=CURSOR_PARAMETER)
         authorization = request.headers.getlist("authorization")
         cookie = request.cookies.get(COOKIE_NAME)
         # A server client's header wins; a browser's EventSource can only send the cookie.
@@ -154,7 +159,7 @@ class NotificationApi:
             user_id = self.verifier.user_id(authorization)
         else:
             user_id = self.cookies.user_id(cookie)
-        return user_id, last_event_id(request.headers.getlist("last-event-id"))
+        return user_id, last_event_id(request.headers.getlist("last-event-id"), query)
 
     async def issue_stream_cookie(self, request: Request) -> Response:
         try:

@@ -50,7 +50,8 @@ class StreamCookies:
             algorithm="HS256",
         )
         response = JSONResponse(
-            {"expires_in": int(self._ttl), "refresh_in": int(self._ttl / 2)}, status_code=200
+            {"expires_in": int(self._ttl), "refresh_in": max(1, int(self._ttl / 2))},
+            status_code=200,
         )
         response.set_cookie(
             COOKIE_NAME,
