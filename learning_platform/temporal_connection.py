@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
+from learning_platform.payload_codec import data_converter
 from learning_platform.settings import Settings
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -25,4 +26,9 @@ def connect_options(settings: Settings) -> dict[str, Any]:
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     options = connect_options(settings)
-    return await Client.connect(options.pop("target_host"), runtime=runtime, **options)
+    return await Client.connect(
+        options.pop("target_host"),
+        runtime=runtime,
+        data_converter=data_converter(settings),
+        **options,
+    )
