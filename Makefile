@@ -36,6 +36,12 @@ test-faults: setup
 test-fuzz: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m properties
 
+# Real runs of every workflow type on a throwaway stack, exported into the replay corpus
+# (tests/replay/histories/<time>-<commit>/) that make test replays against the current code.
+.PHONY: record-histories
+record-histories: setup
+	$(BIN)/python -m tests.replay.record
+
 bench: setup
 	$(BIN)/python -m bench
 

@@ -1,0 +1,1 @@
+"""The replay corpus: recorded workflow histories (`histories/`) and their recorder."""
