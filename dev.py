@@ -9,12 +9,16 @@ the worker and the notification API as child processes. Data survives restarts.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from learning_platform.database import create_engine, start_embedded_postgres
 from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
@@ -28,6 +32,7 @@ from scheduling.declarations import declared_schedules
 from scheduling.sync import apply
 
 log = logging.getLogger("dev")
+CODEC_TOKEN_FILE = "codec-server-token"
 ROOT = Path(__file__).resolve().parent
 
 
@@ -43,7 +48,7 @@ async def prepare(settings: Settings, database_url: str) -> None:
         await engine.dispose()
 
 
-async def supervise(env: dict[str, str]) -> None:
+async def supervise(env: dict[str, str], codec_server: bool = False) -> None:
     """Run the worker, the API and the demo pages until Ctrl-C / SIGTERM or until one of them
     exits; then stop them all gracefully (SIGTERM: the worker lets running activities finish)."""
     commands = [
@@ -53,6 +58,8 @@ async def supervise(env: dict[str, str]) -> None:
         ["-m", "http.server", str(DEMO_SITE_PORT), "--bind", "127.0.0.1",
          "--directory", str(DEMO_PAGES_DIR)],
     ]  # fmt: skip
+    if codec_server:
+        commands.append([str(ROOT / "codec_server.py")])
     children = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -90,10 +97,26 @@ def banner(settings: Settings) -> str:
             f"  Worker metrics    http://localhost:{settings.metrics_port}/metrics",
             f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
             "  (token: .venv/bin/python api.py token 1)",
+            *_codec_lines(settings),
             f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
             "",
         ]
     )
+
+
+def codec_endpoint(settings: Settings) -> str:
+    return f"http://localhost:{settings.codec_server_port}"
+
+
+def _codec_lines(settings: Settings) -> list[str]:
+    if settings.payload_codec_keys is None:
+        return ["  Payload codec     off (PAYLOAD_CODEC_KEYS unset: payloads in clear)"]
+    return [
+        f"  Codec server      {codec_endpoint(settings)}  (payloads encrypted; sign in at "
+        f"{codec_endpoint(settings)}/login with CODEC_SERVER_TOKEN, or the one in "
+        f"{settings.data_dir / CODEC_TOKEN_FILE}; then tick 'Include cross-origin credentials' "
+        "in the UI's codec settings)",
+    ]
 
 
 @exits_without_teardown
@@ -108,8 +131,28 @@ def main() -> None:
         settings.data_dir, at_exit="stop"
     )
     env["DATABASE_URL"] = database_url
+    codec_on = settings.payload_codec_keys is not None
+    if codec_on and settings.codec_server_token is None:
+        # A fresh token per run, in a file only this user can read (not in the terminal).
+        token = secrets.token_urlsafe(24)
+        env["CODEC_SERVER_TOKEN"] = token
+        settings = settings.model_copy(update={"codec_server_token": SecretStr(token)})
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        token_file = settings.data_dir / CODEC_TOKEN_FILE
+        token_file.touch(mode=0o600)
+        token_file.chmod(0o600)
+        token_file.write_text(token + "\n")
+    if codec_on:
+        ui_origin = f"http://localhost:{settings.temporal_ui_port}"
+        env.setdefault("CODEC_SERVER_CORS_ORIGINS", json.dumps([ui_origin]))
     if not settings.temporal_address:
-        processes.append(start_dev_server(settings.data_dir, ui_port=settings.temporal_ui_port))
+        processes.append(
+            start_dev_server(
+                settings.data_dir,
+                ui_port=settings.temporal_ui_port,
+                ui_codec_endpoint=codec_endpoint(settings) if codec_on else None,
+            )
+        )
         settings = settings.model_copy(update={"temporal_address": "localhost:7233"})
         env["TEMPORAL_ADDRESS"] = "localhost:7233"
 
@@ -117,7 +160,7 @@ def main() -> None:
         upgrade(database_url)
         asyncio.run(prepare(settings, database_url))
         print(banner(settings), flush=True)
-        asyncio.run(supervise(env))
+        asyncio.run(supervise(env, codec_server=codec_on))
     finally:
         for process in processes:
             process.terminate()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +28,8 @@ from learning_platform.codec_server import (
     CodecServerConfigError,
     create_codec_app,
 )
-from learning_platform.devstack import temporal_cli_path
+from learning_platform.devstack import start_dev_server, temporal_cli_path
+from learning_platform.metrics import free_loopback_port
 from learning_platform.payload_codec import ENCODING, data_converter, new_key
 from learning_platform.settings import Settings
 from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
@@ -215,3 +218,32 @@ async def show(client: Client, workflow_id: str, *args: str, check: bool = True)
     if check and process.returncode != 0:
         raise AssertionError(f"temporal workflow show failed: {err.decode()}")
     return out.decode() + err.decode()
+
+
+def test_the_dev_server_ui_is_wired_to_the_codec_server(tmp_path: Path) -> None:
+    """What `make dev` starts with the codec on: the UI's settings name the codec endpoint."""
+    ui_port = free_loopback_port()
+    server = start_dev_server(
+        tmp_path,
+        port=free_loopback_port(),
+        ui_port=ui_port,
+        ui_codec_endpoint="http://localhost:8234",
+    )
+    try:
+        ui_settings = ui_settings_when_up(f"http://127.0.0.1:{ui_port}/api/v1/settings")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert ui_settings["Codec"]["Endpoint"] == "http://localhost:8234"
+
+
+def ui_settings_when_up(url: str) -> dict[str, Any]:
+    """The UI answers shortly after the frontend port: poll it, bounded."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return dict(httpx.get(url, timeout=2).json())
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
