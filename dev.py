@@ -33,6 +33,7 @@ from scheduling.sync import apply
 
 log = logging.getLogger("dev")
 CODEC_TOKEN_FILE = "codec-server-token"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 ROOT = Path(__file__).resolve().parent
 
 
@@ -143,8 +144,9 @@ def main() -> None:
         token_file.chmod(0o600)
         token_file.write_text(token + "\n")
     if codec_on:
-        ui_origin = f"http://localhost:{settings.temporal_ui_port}"
-        env.setdefault("CODEC_SERVER_CORS_ORIGINS", json.dumps([ui_origin]))
+        # The UI's origin is whichever host the browser was pointed at.
+        ui_origins = [f"http://{host}:{settings.temporal_ui_port}" for host in LOOPBACK_HOSTS]
+        env.setdefault("CODEC_SERVER_CORS_ORIGINS", json.dumps(ui_origins))
     if not settings.temporal_address:
         processes.append(
             start_dev_server(

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = Field(default=8234, ge=0, le=65535)
     codec_server_cors_origins: list[str] = Field(
-        default_factory=lambda: ["http://localhost:8233"],
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"],
         description="The Temporal UI's origin(s), the only pages that may call the codec "
         "server; JSON list in the environment",
     )
