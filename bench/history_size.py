@@ -19,9 +19,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.registry import Dependencies
 from bench.stack import database_url
-from contracts.ai_processing import ProcessSessionInput
 from learning_platform.database import create_engine
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
@@ -31,10 +29,8 @@ from learning_platform.settings import Settings
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI
-from tests.history_payloads import payload_bytes
+from tests.history_payloads import payload_bytes, processed_session_history
 from tests.pages_server import serving_pages
-from worker import create_workers
-from workflows.ai_processing import ProcessSession
 
 
 async def one_session(
@@ -50,17 +46,8 @@ async def one_session(
         user = await add_user(engine, email=f"{uuid.uuid4().hex[:8]}@example.com")
         urls = [f"{pages_url}/article/{n}?utm={uuid.uuid4().hex}" for n in range(pages)]
         session = await add_processing_session(engine, user, urls)
-        main, ai = create_workers(client, Dependencies(settings, engine, client))
-        async with ai, main:
-            handle = await client.start_workflow(
-                ProcessSession.run,
-                ProcessSessionInput(session_id=session),
-                id=f"session-{session}-{uuid.uuid4().hex[:6]}",
-                task_queue=main.task_queue,
-            )
-            result = await handle.result()
+        result, history = await processed_session_history(client, engine, settings, session)
         assert result.outcome == "completed", result
-        history = await raw.get_workflow_handle(handle.id).fetch_history()
         return payload_bytes(history), len(history.events)
     finally:
         await engine.dispose()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload, SearchAttributes
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
+
+from activities.registry import Dependencies
+from contracts.ai_processing import ProcessSessionInput, ProcessSessionResult, session_workflow_id
+from learning_platform.settings import Settings
+from worker import create_workers
+from workflows.ai_processing import ProcessSession
 
 
 def payloads_in(message: Message, *, search_attributes: bool) -> Iterator[Payload]:
@@ -42,3 +51,27 @@ def payload_bytes(history: WorkflowHistory) -> int:
     return sum(
         p.ByteSize() for event in history.events for p in payloads_in(event, search_attributes=True)
     )
+
+
+def raw_client(client: Client) -> Client:
+    """The same server through the SDK's default converter: payloads as the server holds them."""
+    return Client(
+        client.service_client, namespace=client.namespace, data_converter=DataConverter.default
+    )
+
+
+async def processed_session_history(
+    client: Client, engine: AsyncEngine, settings: Settings, session_id: int
+) -> tuple[ProcessSessionResult, WorkflowHistory]:
+    """Process the session with the production workers on `client`; its raw history."""
+    main, ai = create_workers(client, Dependencies(settings, engine, client))
+    async with ai, main:
+        handle = await client.start_workflow(
+            ProcessSession.run,
+            ProcessSessionInput(session_id=session_id),
+            id=f"{session_workflow_id(session_id)}-{uuid.uuid4().hex[:6]}",
+            task_queue=main.task_queue,
+        )
+        result = await handle.result()
+    history = await raw_client(client).get_workflow_handle(handle.id).fetch_history()
+    return result, history

@@ -4,17 +4,14 @@ the codec because workflows pass ids and counts, and with it every payload is en
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
-from temporalio.converter import DataConverter
 
-from activities.registry import Dependencies
-from contracts.ai_processing import ProcessSessionInput, ProcessSessionResult, session_workflow_id
+from contracts.ai_processing import ProcessSessionResult
 from learning_platform.payload_codec import ENCODING
 from learning_platform.settings import Settings
 from scheduling.declarations import declared_schedules
@@ -22,10 +19,13 @@ from scheduling.sync import apply, full_id, plan
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI
-from tests.history_payloads import history_payloads, payloads_in
+from tests.history_payloads import (
+    history_payloads,
+    payloads_in,
+    processed_session_history,
+    raw_client,
+)
 from tests.pages_server import serving_pages
-from worker import create_workers
-from workflows.ai_processing import ProcessSession
 
 EMAIL = "private.person@example.com"
 SESSION_TITLE = "Reading about my diagnosis"
@@ -46,28 +46,12 @@ def llm() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-def raw_client(client: Client) -> Client:
-    """The same server through the SDK's default converter: payloads as the server holds them."""
-    return Client(
-        client.service_client, namespace=client.namespace, data_converter=DataConverter.default
-    )
-
-
 async def run_session(
     client: Client, engine: AsyncEngine, settings: Settings, urls: list[str]
 ) -> tuple[ProcessSessionResult, WorkflowHistory, int]:
     user = await add_user(engine, email=EMAIL)
     session = await add_processing_session(engine, user, urls, title=SESSION_TITLE)
-    main, ai = create_workers(client, Dependencies(settings, engine, client))
-    async with ai, main:
-        handle = await client.start_workflow(
-            ProcessSession.run,
-            ProcessSessionInput(session_id=session),
-            id=f"{session_workflow_id(session)}-{uuid.uuid4().hex[:6]}",
-            task_queue=main.task_queue,
-        )
-        result = await handle.result()
-    history = await raw_client(client).get_workflow_handle(handle.id).fetch_history()
+    result, history = await processed_session_history(client, engine, settings, session)
     return result, history, session
 
 
