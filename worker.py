@@ -6,6 +6,7 @@ the AI queue (TASK_QUEUE + "-ai"), running at most AI_MAX_CONCURRENCY LLM activi
     python worker.py            # or: learning-jobs-worker
 
 SIGTERM/SIGINT stop polling and give running activities WORKER_SHUTDOWN_GRACE_SECONDS to finish.
+With WORKER_BUILD_ID set, both are versioned workers of WORKER_DEPLOYMENT_NAME (docs/deploying.md).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from datetime import timedelta
 
 from prometheus_client import REGISTRY
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.registry import Dependencies, build_activities, build_ai_activities
@@ -51,6 +53,23 @@ def worker_identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning with WORKER_BUILD_ID set; unversioned workers without one.
+
+    Every run is pinned to the build that started it: it never replays on other code, so a
+    deploy needs no drain. The outbox relay, which never ends, moves to the current build at
+    its next continue-as-new. (A behaviour declared in `@workflow.defn` would be refused by
+    the server from unversioned workers — temporalio 1.35 sends it regardless — so it is the
+    worker's default here, which also covers workflows added later.)"""
+    if settings.worker_build_id is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
 def create_worker(client: Client, deps: Dependencies, task_queue: str | None = None) -> Worker:
     """The worker for the main task queue; tests build theirs through this too."""
     return Worker(
@@ -61,6 +80,7 @@ def create_worker(client: Client, deps: Dependencies, task_queue: str | None = N
         workflow_runner=SandboxedWorkflowRunner(restrictions=WORKFLOW_SANDBOX_RESTRICTIONS),
         identity=worker_identity(),
         graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),
+        deployment_config=deployment_config(deps.settings),
     )
 
 
@@ -76,8 +96,14 @@ def create_workers(
         max_concurrent_activities=deps.settings.ai_max_concurrency,
         identity=worker_identity(),
         graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),
+        deployment_config=deployment_config(deps.settings),
     )
     return [main, ai]
+
+
+def _version_name(settings: Settings) -> str:
+    config = deployment_config(settings)
+    return "unversioned" if config is None else config.version.to_canonical_string()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -96,6 +122,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         extra={
             "task_queues": [worker.task_queue for worker in workers],
             "identity": workers[0].config()["identity"],
+            "deployment_version": _version_name(deps.settings),
             "metrics": f"http://localhost:{settings.metrics_port}/metrics",
         },
     )

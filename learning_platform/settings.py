@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(
         default=25, ge=0, description="Running activities get this long to finish on SIGTERM"
     )
+    worker_deployment_name: str = Field(
+        default="learning-jobs", description="Worker Versioning: the deployment of these workers"
+    )
+    worker_build_id: str | None = Field(
+        default=None,
+        description="Worker Versioning: the build these workers run (the image's BUILD_ID); "
+        "unset or empty: unversioned workers (make dev, tests)",
+    )
 
     schedule_timezone: str = "Asia/Seoul"
     # Lets several deployments (or test runs) share one Temporal namespace.
@@ -178,6 +186,25 @@ class Settings(BaseSettings):
                 f"SCHEDULE_TIMEZONE={value!r} is not an IANA time zone; "
                 "use a name such as 'Asia/Seoul' or 'UTC'"
             ) from exc
+        return value
+
+    @field_validator("worker_build_id")
+    @classmethod
+    def _empty_build_id_is_unset(cls, value: str | None) -> str | None:
+        # An image built without a BUILD_ID sets it empty: its workers run unversioned.
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _deployment_name_without_dot(cls, value: str) -> str:
+        # Temporal writes a version as `<deployment name>.<build id>`.
+        if not value or "." in value:
+            raise ValueError(
+                f"WORKER_DEPLOYMENT_NAME={value!r} must be non-empty and contain no '.'; "
+                "use a name such as 'learning-jobs'"
+            )
         return value
 
     @model_validator(mode="after")

@@ -4,9 +4,20 @@ these poll `describe()`; callers bound them with `asyncio.timeout`."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleDescription
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleOverlapPolicy,
+    WorkflowHandle,
+)
+
+from learning_platform.settings import Settings
+from scheduling.sync import full_id
 
 POLL_SECONDS = 0.1
 
@@ -44,3 +55,39 @@ async def results_of_recent_runs(client: Client, description: ScheduleDescriptio
         assert isinstance(started, ScheduleActionExecutionStartWorkflow)
         results.append(await client.get_workflow_handle(started.workflow_id).result())
     return results
+
+
+async def run_schedule_now(
+    client: Client, settings: Settings, schedule_id: str
+) -> WorkflowHandle[Any, Any]:
+    """Trigger the declared schedule (paused or not); the run it started, once it has ended."""
+    handle = client.get_schedule_handle(full_id(schedule_id, settings))
+    before = (await handle.describe()).info.num_actions
+    await handle.trigger()
+    return await _ended_run(client, full_id(schedule_id, settings), before + 1)
+
+
+async def backfill_and_wait(
+    client: Client, settings: Settings, schedule_id: str, tick: datetime
+) -> WorkflowHandle[Any, Any]:
+    """The declared schedule's past `tick` run now, as `schedules.py backfill` does; the run,
+    once it has ended."""
+    handle = client.get_schedule_handle(full_id(schedule_id, settings))
+    before = (await handle.describe()).info.num_actions
+    await handle.backfill(
+        ScheduleBackfill(
+            start_at=tick - timedelta(minutes=1),
+            end_at=tick + timedelta(minutes=1),
+            overlap=ScheduleOverlapPolicy.ALLOW_ALL,
+        )
+    )
+    return await _ended_run(client, full_id(schedule_id, settings), before + 1)
+
+
+async def _ended_run(client: Client, schedule_id: str, action: int) -> WorkflowHandle[Any, Any]:
+    description = await wait_for_actions(client, schedule_id, action)
+    started = description.info.recent_actions[-1].action
+    assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+    run = client.get_workflow_handle(started.workflow_id, run_id=started.first_execution_run_id)
+    await run.result()
+    return run

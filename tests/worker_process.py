@@ -83,11 +83,19 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_worker(settings: Settings, **env_overrides: str) -> Iterator[WorkerProcess]:
-    """Start `python worker.py` for the test's database, Temporal and task queue."""
+def running_worker(
+    settings: Settings,
+    *,
+    module: str | None = None,
+    startup_timeout: float = 30,
+    **env_overrides: str,
+) -> Iterator[WorkerProcess]:
+    """Start `python worker.py` (or `python -m MODULE`) for the test's database, Temporal and
+    task queue."""
     port = free_loopback_port()
+    entry = ["-m", module] if module else [str(PROJECT_ROOT / "worker.py")]
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        [sys.executable, *entry],
         cwd=PROJECT_ROOT,
         env=worker_env(settings, METRICS_PORT=str(port), **env_overrides),
         stderr=subprocess.PIPE,
@@ -98,7 +106,7 @@ def running_worker(settings: Settings, **env_overrides: str) -> Iterator[WorkerP
     assert process.stderr is not None
     threading.Thread(target=_pump, args=(process.stderr, worker.lines), daemon=True).start()
     try:
-        worker.wait_for_log("worker started")
+        worker.wait_for_log("worker started", timeout=startup_timeout)
         yield worker
     finally:
         if process.poll() is None:

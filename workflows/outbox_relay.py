@@ -36,9 +36,19 @@ class OutboxRelay:
                 heartbeat_timeout=timedelta(seconds=20),
                 retry_policy=DATABASE_RETRY,
             )
-            if workflow.info().is_continue_as_new_suggested():
+            if workflow.info().is_continue_as_new_suggested() or _newer_build_is_current():
                 break
-        workflow.continue_as_new(params)
+        # Versioned workers pin each run to its build; the next run starts on the current build.
+        workflow.continue_as_new(
+            params,
+            initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+        )
+
+
+def _newer_build_is_current() -> bool:
+    """A deploy made another build current: continue as new on it after this drain, so the
+    old build's workers drain within one drain period (upgrade on continue-as-new)."""
+    return workflow.info().is_target_worker_deployment_version_changed()
 
 
 @workflow.defn(name="EnsureOutboxRelay")

@@ -3,6 +3,10 @@
 Kept out of `workflows/__init__.py` on purpose: the sandbox re-imports a workflow's module for
 every run, and with the list in the package, each run would import every job family (about a
 tenth of an ai-processing worker's CPU).
+
+Versioned workers (WORKER_BUILD_ID set) pin every run to the build that started it; the
+never-ending outbox relay moves to the current build at its next continue-as-new
+(docs/deploying.md).
 """
 
 from __future__ import annotations

@@ -28,9 +28,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
-    ScheduleActionExecutionStartWorkflow,
-    ScheduleBackfill,
-    ScheduleOverlapPolicy,
     WorkflowContinuedAsNewError,
     WorkflowHandle,
 )
@@ -60,7 +57,7 @@ from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.learning_helpers import pending_events, record, wait_for
 from tests.pages_server import serving_pages
 from tests.question_set_factories import STUDY_TEXT, add_question_set, add_source
-from tests.schedule_helpers import wait_for_actions
+from tests.schedule_helpers import backfill_and_wait, run_schedule_now
 from worker import create_workers
 from workflows.registry import ALL_WORKFLOWS
 
@@ -104,37 +101,7 @@ class Stack:
 
 
 async def run_schedule(stack: Stack, schedule_id: str) -> WorkflowHandle[Any, Any]:
-    """Trigger the (paused) schedule and wait for the run it started to end."""
-    handle = stack.client.get_schedule_handle(full_id(schedule_id, stack.settings))
-    before = (await handle.describe()).info.num_actions
-    await handle.trigger()
-    return await _finished_action(stack, schedule_id, before + 1)
-
-
-async def backfill_schedule(
-    stack: Stack, schedule_id: str, tick: datetime
-) -> WorkflowHandle[Any, Any]:
-    """A past tick of the (paused) schedule run now, as `schedules.py backfill` does."""
-    handle = stack.client.get_schedule_handle(full_id(schedule_id, stack.settings))
-    before = (await handle.describe()).info.num_actions
-    await handle.backfill(
-        ScheduleBackfill(
-            start_at=tick - timedelta(minutes=1),
-            end_at=tick + timedelta(minutes=1),
-            overlap=ScheduleOverlapPolicy.ALLOW_ALL,
-        )
-    )
-    return await _finished_action(stack, schedule_id, before + 1)
-
-
-async def _finished_action(stack: Stack, schedule_id: str, count: int) -> WorkflowHandle[Any, Any]:
-    full = full_id(schedule_id, stack.settings)
-    description = await wait_for_actions(stack.client, full, count)
-    action = description.info.recent_actions[-1].action
-    assert isinstance(action, ScheduleActionExecutionStartWorkflow)
-    run = stack.client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id)
-    await run.result()
-    return run
+    return await run_schedule_now(stack.client, stack.settings, schedule_id)
 
 
 async def sessions(stack: Stack) -> None:
@@ -281,7 +248,8 @@ async def learn_stats_jobs(stack: Stack) -> None:
     tick = datetime.now(stack.settings.timezone).replace(hour=0, minute=0, second=0, microsecond=0)
     tick -= timedelta(days=1)
     await stack.keep_handle(
-        "LearnStatsDaily-backfilled-tick", await backfill_schedule(stack, "learn-stats-daily", tick)
+        "LearnStatsDaily-backfilled-tick",
+        await backfill_and_wait(stack.client, stack.settings, "learn-stats-daily", tick),
     )
     await stack.keep_handle(
         "LearnStatsWeekly-triggered", await run_schedule(stack, "learn-stats-weekly")
