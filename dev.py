@@ -25,6 +25,7 @@ from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_dem
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
+from learning_platform.payload_codec import codec_enabled
 from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
@@ -110,7 +111,7 @@ def codec_endpoint(settings: Settings) -> str:
 
 
 def _codec_lines(settings: Settings) -> list[str]:
-    if settings.payload_codec_keys is None:
+    if not codec_enabled(settings):
         return ["  Payload codec     off (PAYLOAD_CODEC_KEYS unset: payloads in clear)"]
     return [
         f"  Codec server      {codec_endpoint(settings)}  (payloads encrypted; sign in at "
@@ -132,7 +133,7 @@ def main() -> None:
         settings.data_dir, at_exit="stop"
     )
     env["DATABASE_URL"] = database_url
-    codec_on = settings.payload_codec_keys is not None
+    codec_on = codec_enabled(settings)
     if codec_on and settings.codec_server_token is None:
         # A fresh token per run, in a file only this user can read (not in the terminal).
         token = secrets.token_urlsafe(24)

@@ -146,12 +146,20 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+def codec_enabled(settings: Settings) -> bool:
+    """Keys are set (an empty value, as compose passes an unset variable, is none)."""
+    keys = settings.payload_codec_keys
+    return keys is not None and bool(keys.get_secret_value().strip())
+
+
 def payload_codec(settings: Settings) -> EncryptionCodec | None:
     """The codec the settings ask for; None when no keys are set."""
-    if settings.payload_codec_keys is None:
+    if not codec_enabled(settings):
         return None
+    assert settings.payload_codec_keys is not None
     keys = parse_keys(
-        settings.payload_codec_keys.get_secret_value(), settings.payload_codec_encrypt_key_id
+        settings.payload_codec_keys.get_secret_value(),
+        settings.payload_codec_encrypt_key_id or None,
     )
     return EncryptionCodec(keys)
 

@@ -102,6 +102,15 @@ async def test_plain_payloads_written_before_the_codec_still_decode() -> None:
 
 def test_no_keys_means_the_default_converter() -> None:
     assert data_converter(Settings()) is DataConverter.default
+    # Compose passes an unset variable as an empty one.
+    empty = Settings(payload_codec_keys=SecretStr(""), payload_codec_encrypt_key_id="")
+    assert data_converter(empty) is DataConverter.default
+
+
+async def test_an_empty_encrypt_key_id_means_the_only_key() -> None:
+    one_key = converter({"a": KEY_A}, encrypt="")
+    (payload,) = await one_key.encode(["x"])
+    assert payload.metadata[KEY_ID_METADATA] == b"a"
 
 
 @pytest.mark.parametrize(
