@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -36,6 +39,7 @@ from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_dem
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
+from learning_platform.payload_codec import codec_enabled
 from learning_platform.process_exit import exits_without_teardown
 from learning_platform.question_sets import request_question_set
 from learning_platform.settings import Settings, get_settings
@@ -44,6 +48,8 @@ from scheduling.declarations import RELAY_WATCHDOG_SCHEDULE_ID, declared_schedul
 from scheduling.sync import apply, full_id
 
 log = logging.getLogger("dev")
+CODEC_TOKEN_FILE = "codec-server-token"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 ROOT = Path(__file__).resolve().parent
 READINESS_POLL_SECONDS = 0.2
 
@@ -100,7 +106,7 @@ async def wait_until_ready(settings: Settings) -> None:
                 await asyncio.sleep(READINESS_POLL_SECONDS)
 
 
-async def supervise(settings: Settings, env: dict[str, str]) -> None:
+async def supervise(settings: Settings, env: dict[str, str], codec_server: bool = False) -> None:
     """Run the worker, the API and the demo pages until Ctrl-C / SIGTERM or until one of them
     exits; then stop them all gracefully (SIGTERM: the worker lets running activities finish).
     The banner is printed once they are ready."""
@@ -111,6 +117,8 @@ async def supervise(settings: Settings, env: dict[str, str]) -> None:
         ["-m", "http.server", str(DEMO_SITE_PORT), "--bind", "127.0.0.1",
          "--directory", str(DEMO_PAGES_DIR)],
     ]  # fmt: skip
+    if codec_server:
+        commands.append([str(ROOT / "codec_server.py")])
     children = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -164,6 +172,7 @@ def banner(settings: Settings) -> str:
             f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
             "  (token: .venv/bin/python api.py token 1)",
             *live_page_line(settings),
+            *_codec_lines(settings),
             "  A notification now  .venv/bin/python dev.py request-question-set"
             "  (user 1's set, generated in a second or two)",
             f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
@@ -209,6 +218,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def codec_endpoint(settings: Settings) -> str:
+    return f"http://localhost:{settings.codec_server_port}"
+
+
+def _codec_lines(settings: Settings) -> list[str]:
+    if not codec_enabled(settings):
+        return ["  Payload codec     off (PAYLOAD_CODEC_KEYS unset: payloads in clear)"]
+    return [
+        f"  Codec server      {codec_endpoint(settings)}  (payloads encrypted; sign in at "
+        f"{codec_endpoint(settings)}/login with CODEC_SERVER_TOKEN, or the one in "
+        f"{settings.data_dir / CODEC_TOKEN_FILE}; then tick 'Include cross-origin credentials' "
+        "in the UI's codec settings)",
+    ]
+
+
+def codec_server_env(settings: Settings, env: dict[str, str]) -> Settings:
+    """Settings with the codec server's token: CODEC_SERVER_TOKEN, or a fresh one per run in a
+    file only this user can read (not in the terminal). The UI's origins may call it."""
+    if settings.codec_server_token is None:
+        token = secrets.token_urlsafe(24)
+        env["CODEC_SERVER_TOKEN"] = token
+        settings = settings.model_copy(update={"codec_server_token": SecretStr(token)})
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        token_file = settings.data_dir / CODEC_TOKEN_FILE
+        token_file.touch(mode=0o600)
+        token_file.chmod(0o600)
+        token_file.write_text(token + "\n")
+    # The UI's origin is whichever host the browser was pointed at.
+    ui_origins = [f"http://{host}:{settings.temporal_ui_port}" for host in LOOPBACK_HOSTS]
+    env.setdefault("CODEC_SERVER_CORS_ORIGINS", json.dumps(ui_origins))
+    return settings
+
+
 @exits_without_teardown
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
@@ -225,15 +267,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.data_dir, at_exit="stop"
     )
     env["DATABASE_URL"] = database_url
+    codec_on = codec_enabled(settings)
+    if codec_on:
+        settings = codec_server_env(settings, env)
     if not settings.temporal_address:
-        processes.append(start_dev_server(settings.data_dir, ui_port=settings.temporal_ui_port))
+        processes.append(
+            start_dev_server(
+                settings.data_dir,
+                ui_port=settings.temporal_ui_port,
+                ui_codec_endpoint=codec_endpoint(settings) if codec_on else None,
+            )
+        )
         settings = settings.model_copy(update={"temporal_address": "localhost:7233"})
         env["TEMPORAL_ADDRESS"] = "localhost:7233"
 
     try:
         upgrade(database_url)
         asyncio.run(prepare(settings, database_url))
-        asyncio.run(supervise(settings, env))
+        asyncio.run(supervise(settings, env, codec_server=codec_on))
     finally:
         for process in processes:
             process.terminate()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.converter import value_to_type
@@ -23,24 +23,35 @@ from activities.heartbeats import heartbeating
 from activities.llm_errors import as_application_error, llm_errors_as_application_errors
 from contracts.ai_processing import (
     BUILD_MIND_MAP,
+    BUILD_SESSION_MIND_MAP,
     COMPLETE_SESSION,
+    COMPLETE_SESSION_WITH_STORED_MAP,
     FAIL_SESSION,
+    LOAD_SESSION_STATE,
     LOAD_SESSION_WORK,
     START_SESSION_WORKFLOWS,
+    SUMMARIZE_SESSION,
     SUMMARIZE_SESSION_PAGES,
     BuildMindMapParams,
     CompleteSessionParams,
+    CompleteStoredSessionParams,
     FailSessionParams,
     LlmUsageCounts,
     MindMapResult,
+    MindMapStored,
+    PageProgress,
     PageRef,
     PageSummaryResult,
     ProcessSessionInput,
+    SessionIdParams,
+    SessionPageCounts,
     SessionPagesResult,
+    SessionState,
     SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
     StartSessionWorkflowsResult,
+    SummarizeProgress,
     SummarizeSessionPagesParams,
 )
 from learning_platform import session_processing
@@ -51,6 +62,8 @@ from learning_platform.session_workflows import start_session_workflow
 from learning_platform.tracing import TRACER
 
 log = logging.getLogger(__name__)
+
+FAILED_PAGES_LISTED = 3
 
 # Starts in flight at once during a sweep: enough to hide round trips, gentle on the server.
 _PARALLEL_STARTS = 20
@@ -75,6 +88,51 @@ def _finished_pages(heartbeat_details: Sequence[Any]) -> dict[str, PageSummaryRe
 
 def _usage_row(usage: SessionUsage) -> session_processing.UsageCounts:
     return session_processing.UsageCounts(**asdict(usage))
+
+
+def _resumed_pages(
+    heartbeat_details: Sequence[Any], pages: list[PageRef]
+) -> dict[str, PageSummaryResult]:
+    """The pages an earlier attempt of summarize_session finished, from its last heartbeat
+    (page indexes and outcomes: the heartbeat is in the history, URLs are not)."""
+    if not heartbeat_details:
+        return {}
+    progress: SummarizeProgress = value_to_type(SummarizeProgress, heartbeat_details[0])
+    return {
+        pages[done.index].url: PageSummaryResult(
+            pages[done.index].url, "", done.outcome, usage=done.usage
+        )
+        for done in progress.pages
+        if done.index < len(pages)
+    }
+
+
+def _progress(pages: list[PageRef], done: dict[str, PageSummaryResult]) -> SummarizeProgress:
+    return SummarizeProgress(
+        [
+            PageProgress(index, done[page.url].outcome, done[page.url].usage)
+            for index, page in enumerate(pages)
+            if page.url in done
+        ]
+    )
+
+
+def _total_usage(pages: Sequence[PageSummaryResult]) -> LlmUsageCounts:
+    total = SessionUsage()
+    for page in pages:
+        total.add(page.usage)
+    return LlmUsageCounts(total.model, total.prompt_tokens, total.completion_tokens, total.requests)
+
+
+async def _with_failed_pages(conn: AsyncConnection, session_id: int, reason: str) -> str:
+    """`reason` with the first failed pages and their errors, for the user (kept out of the
+    workflow's history, where the reason travels without them)."""
+    listed, total = await session_processing.failed_pages(conn, session_id, FAILED_PAGES_LISTED)
+    if not listed:
+        return reason
+    details = "; ".join(f"{url}: {error}" for url, error in listed)
+    more = total - len(listed)
+    return f"{reason} ({details}{f'; and {more} more' if more > 0 else ''})"
 
 
 class SessionProcessingActivities:
@@ -126,6 +184,21 @@ class SessionProcessingActivities:
             pages=[PageRef(url=page.url, title=page.title) for page in session.pages],
         )
 
+    @activity.defn(name=LOAD_SESSION_STATE)
+    async def load_session_state(self, params: ProcessSessionInput) -> SessionState | None:
+        async with self._engine.connect() as conn:
+            session = await session_processing.session_pages(conn, params.session_id)
+        if session is None:
+            return None
+        return SessionState(session.id, session.user_id, session.status, len(session.pages))
+
+    @activity.defn(name=COMPLETE_SESSION_WITH_STORED_MAP)
+    async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
+        async with self._engine.begin() as conn:
+            return await session_processing.complete_session_with_stored_map(
+                conn, session_id=params.session_id, usage=_usage_row(params.usage)
+            )
+
     @activity.defn(name=COMPLETE_SESSION)
     async def complete_session(self, params: CompleteSessionParams) -> bool:
         async with self._engine.begin() as conn:
@@ -141,11 +214,11 @@ class SessionProcessingActivities:
     @activity.defn(name=FAIL_SESSION)
     async def fail_session(self, params: FailSessionParams) -> bool:
         async with self._engine.begin() as conn:
+            reason = params.reason
+            if params.list_failed_pages:
+                reason = await _with_failed_pages(conn, params.session_id, reason)
             return await session_processing.fail_session(
-                conn,
-                session_id=params.session_id,
-                reason=params.reason,
-                usage=_usage_row(params.usage),
+                conn, session_id=params.session_id, reason=reason, usage=_usage_row(params.usage)
             )
 
 
@@ -182,29 +255,63 @@ class SessionAiActivities:
         and returned as such: the session goes on with its other pages.
         """
         done = _finished_pages(activity.info().heartbeat_details)
-        await self._take_cached(params, done)
-        waiting = [page for page in params.pages if page.url not in done]
-        async with heartbeating(details=lambda: [SessionPagesResult(list(done.values()))]):
+        await self._summarize_pages(
+            params.session_id,
+            params.pages,
+            done,
+            progress=lambda: SessionPagesResult(list(done.values())),
+        )
+        return SessionPagesResult([done[page.url] for page in params.pages])
+
+    @activity.defn(name=SUMMARIZE_SESSION)
+    async def summarize_session(self, params: SessionIdParams) -> SessionPageCounts:
+        """summarize_session_pages with the pages read from the database and counts returned:
+        the session's URLs, titles and summaries stay out of the workflow's history."""
+        async with self._engine.connect() as conn:
+            session = await session_processing.session_pages(conn, params.session_id)
+        pages = [PageRef(p.url, p.title) for p in session.pages] if session else []
+        done = _resumed_pages(activity.info().heartbeat_details, pages)
+        await self._summarize_pages(
+            params.session_id, pages, done, progress=lambda: _progress(pages, done)
+        )
+        outcomes = [done[page.url].outcome for page in pages]
+        return SessionPageCounts(
+            summarized=outcomes.count("summarized"),
+            cached=outcomes.count("cached"),
+            failed=outcomes.count("failed"),
+            usage=_total_usage(list(done.values())),
+        )
+
+    async def _summarize_pages(
+        self,
+        session_id: int,
+        pages: list[PageRef],
+        done: dict[str, PageSummaryResult],
+        progress: Callable[[], object],
+    ) -> None:
+        """Every page not in `done` into it, concurrently; each beat carries `progress()`."""
+        await self._take_cached(session_id, pages, done)
+        waiting = [page for page in pages if page.url not in done]
+        async with heartbeating(details=lambda: [progress()]):
             outcomes = await asyncio.gather(
-                *(self._summarize_page(params.session_id, page, done) for page in waiting),
+                *(self._summarize_page(session_id, page, done) for page in waiting),
                 return_exceptions=True,
             )
         errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if errors:
             # The retry resumes from every page finished so far, not from the last beat.
-            activity.heartbeat(SessionPagesResult(list(done.values())))
+            activity.heartbeat(progress())
             raise errors[0]
-        return SessionPagesResult([done[page.url] for page in params.pages])
 
     async def _take_cached(
-        self, params: SummarizeSessionPagesParams, done: dict[str, PageSummaryResult]
+        self, session_id: int, pages: list[PageRef], done: dict[str, PageSummaryResult]
     ) -> None:
-        urls = [page.url for page in params.pages if page.url not in done]
+        urls = [page.url for page in pages if page.url not in done]
         async with self._engine.begin() as conn:
             cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
             await session_processing.record_page_outcomes(
                 conn,
-                params.session_id,
+                session_id,
                 [session_processing.PageOutcome(url, "cached") for url in cached],
             )
         for url, summary in cached.items():
@@ -270,16 +377,45 @@ class SessionAiActivities:
                 conn, session_id, [session_processing.PageOutcome(url, outcome, http_status, error)]
             )
 
+    @activity.defn(name=BUILD_SESSION_MIND_MAP)
+    async def build_session_mind_map(self, params: SessionIdParams) -> MindMapStored:
+        """build_mind_map from the session's summaries in the database, the map stored there
+        (complete_session_with_stored_map completes the session): only usage counts return."""
+        async with self._engine.connect() as conn:
+            if await session_processing.stored_central_topic(conn, params.session_id):
+                return MindMapStored(LlmUsageCounts())  # an earlier attempt stored it
+            session = await session_processing.session_pages(conn, params.session_id)
+            urls = [page.url for page in session.pages] if session else []
+            cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
+        pages = [
+            SummarizedPage(url, cached[url].title, cached[url].summary, cached[url].key_points)
+            for url in urls
+            if url in cached
+        ]
+        mind_map = await self._build(session.title if session else "", pages)
+        async with self._engine.begin() as conn:
+            await session_processing.store_mind_map(
+                conn,
+                session_id=params.session_id,
+                central_topic=mind_map.central_topic,
+                mind_map=mind_map.data,
+                generator=mind_map.generator,
+            )
+        return MindMapStored(mind_map.usage)
+
     @activity.defn(name=BUILD_MIND_MAP)
     async def build_mind_map(self, params: BuildMindMapParams) -> MindMapResult:
         pages = [
             SummarizedPage(page.url, page.title, page.summary, page.key_points)
             for page in params.pages
         ]
+        return await self._build(params.session_title, pages)
+
+    async def _build(self, session_title: str, pages: list[SummarizedPage]) -> MindMapResult:
         async with heartbeating(), self._llm_slots:
             with llm_errors_as_application_errors():
                 mind_map, usage = await self._ai.build_mind_map(
-                    session_title=params.session_title, pages=pages
+                    session_title=session_title, pages=pages
                 )
         return MindMapResult(
             central_topic=mind_map.central_topic,

@@ -53,6 +53,8 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         session_processing.load_session_work,
         session_processing.complete_session,
         session_processing.fail_session,
+        session_processing.load_session_state,
+        session_processing.complete_session_with_stored_map,
         question_sets.prepare_generation,
         question_sets.save_generated_questions,
         question_sets.fail_generation_attempt,
@@ -94,5 +96,7 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     return [
         session_ai.summarize_session_pages,
         session_ai.build_mind_map,
+        session_ai.summarize_session,
+        session_ai.build_session_mind_map,
         question_ai.generate_questions,
     ]

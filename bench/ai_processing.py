@@ -40,8 +40,9 @@ from contracts.ai_processing import AiProcessingInput, ai_task_queue
 from learning_platform.database import create_engine
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
+from learning_platform.payload_codec import data_converter
 from learning_platform.process_exit import exits_without_teardown
-from learning_platform.settings import PROJECT_ROOT
+from learning_platform.settings import PROJECT_ROOT, get_settings
 from tests.ai_processing_helpers import summarising_responder
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages
@@ -126,9 +127,11 @@ async def remaining(engine: AsyncEngine) -> int:
 async def run(sessions: int, pages: int, latency: float, concurrency: int) -> None:
     url = database_url()
     await asyncio.to_thread(upgrade, url)
+    # The worker inherits this environment's PAYLOAD_CODEC_KEYS; the client encrypts alike.
     temporal = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
         dev_server_extra_args=search_attribute_args(),
+        data_converter=data_converter(get_settings()),
     )
     engine = create_engine(url, pool_size=2)
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"

@@ -22,6 +22,7 @@ from activities.registry import Dependencies
 from learning_platform.database import create_engine, start_embedded_postgres
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
+from learning_platform.payload_codec import data_converter
 from learning_platform.settings import Settings
 from worker import create_worker
 
@@ -47,17 +48,18 @@ def database_url() -> str:
 async def bench_stack(**setting_overrides: Any) -> AsyncIterator[BenchStack]:
     url = database_url()
     await asyncio.to_thread(upgrade, url)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli_path(),
-        dev_server_extra_args=search_attribute_args(),
-    )
-    engine = create_engine(url, pool_size=4)
     settings = Settings(
         database_url=url,
         task_queue=f"bench-{uuid.uuid4().hex[:8]}",
         metrics_port=0,
         **setting_overrides,
     )
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        dev_server_extra_args=search_attribute_args(),
+        data_converter=data_converter(settings),
+    )
+    engine = create_engine(url, pool_size=4)
     try:
         deps = Dependencies(settings=settings, engine=engine, temporal=env.client)
         async with create_worker(env.client, deps):

@@ -15,6 +15,15 @@ SUMMARIZE_SESSION_PAGES = "summarize_session_pages"
 BUILD_MIND_MAP = "build_mind_map"
 COMPLETE_SESSION = "complete_session"
 FAIL_SESSION = "fail_session"
+# The steps of ProcessSession since IDS_ONLY_PATCH: ids and counts in, ids and counts out; the
+# activities read pages, titles and summaries from the database (a session's pages are a
+# user's browsing history, which Temporal's history must not hold). The steps above serve the
+# workflows started before the patch; remove them with the old path.
+IDS_ONLY_PATCH = "session-history-ids-only"
+LOAD_SESSION_STATE = "load_session_state"
+SUMMARIZE_SESSION = "summarize_session"
+BUILD_SESSION_MIND_MAP = "build_session_mind_map"
+COMPLETE_SESSION_WITH_STORED_MAP = "complete_session_with_stored_map"
 
 # Registered on the Temporal server (devstack.SEARCH_ATTRIBUTES) as an Int attribute.
 SESSION_ID_SEARCH_ATTRIBUTE = "SessionId"
@@ -79,6 +88,19 @@ class SessionWork:
 
 
 @dataclass
+class SessionState:
+    session_id: int
+    user_id: int
+    status: str
+    page_count: int
+
+
+@dataclass
+class SessionIdParams:
+    session_id: int
+
+
+@dataclass
 class LlmUsageCounts:
     model: str = ""
     prompt_tokens: int = 0
@@ -106,6 +128,33 @@ class PageSummaryResult:
 @dataclass
 class SessionPagesResult:
     pages: list[PageSummaryResult]
+
+
+@dataclass
+class SessionPageCounts:
+    summarized: int
+    cached: int
+    failed: int
+    usage: LlmUsageCounts
+
+
+@dataclass
+class PageProgress:
+    """A finished page, by its place in the session's page list (no URL in the heartbeat)."""
+
+    index: int
+    outcome: str
+    usage: LlmUsageCounts
+
+
+@dataclass
+class SummarizeProgress:
+    pages: list[PageProgress]
+
+
+@dataclass
+class MindMapStored:
+    usage: LlmUsageCounts
 
 
 @dataclass
@@ -149,10 +198,18 @@ class CompleteSessionParams:
 
 
 @dataclass
+class CompleteStoredSessionParams:
+    session_id: int
+    usage: SessionUsage
+
+
+@dataclass
 class FailSessionParams:
     session_id: int
     reason: str
     usage: SessionUsage
+    # The failed pages (URL and error) are appended to the stored reason from the database.
+    list_failed_pages: bool = False
 
 
 @dataclass

@@ -42,7 +42,12 @@ def port_open(host: str, port: int) -> bool:
 
 
 def start_dev_server(
-    data_dir: Path, *, port: int = 7233, ui_port: int = 8233, timeout_seconds: float = 30
+    data_dir: Path,
+    *,
+    port: int = 7233,
+    ui_port: int = 8233,
+    timeout_seconds: float = 30,
+    ui_codec_endpoint: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `temporal server start-dev` on DATA_DIR/temporal.db and wait until it serves."""
     if port_open("127.0.0.1", port):
@@ -58,6 +63,9 @@ def start_dev_server(
         "--log-level", "warn",
         *search_attribute_args(),
     ]  # fmt: skip
+    if ui_codec_endpoint:
+        # The UI decrypts payloads through the codec server (docs/privacy.md).
+        command += ["--ui-codec-endpoint", ui_codec_endpoint]
     log_file = (data_dir / "temporal.log").open("ab")
     # Its own session: Ctrl-C reaches `make dev`, which stops Temporal after the worker.
     process = subprocess.Popen(

@@ -250,6 +250,26 @@ async def complete_session(
     user_id = await _lock_processing(conn, session_id)
     if user_id is None:
         return False
+    await store_mind_map(
+        conn,
+        session_id=session_id,
+        central_topic=central_topic,
+        mind_map=mind_map,
+        generator=generator,
+    )
+    await _finish_completed(conn, session_id, user_id, central_topic, usage)
+    return True
+
+
+async def store_mind_map(
+    conn: AsyncConnection,
+    *,
+    session_id: int,
+    central_topic: str,
+    mind_map: dict[str, Any],
+    generator: str,
+) -> None:
+    """The session's mind map; the first one stored stays (retries cannot replace it)."""
     await conn.execute(
         insert(MindMapRecord)
         .values(
@@ -257,6 +277,35 @@ async def complete_session(
         )
         .on_conflict_do_nothing(index_elements=[MindMapRecord.session_id])
     )
+
+
+async def stored_central_topic(conn: AsyncConnection, session_id: int) -> str | None:
+    """The central topic of the session's stored mind map; None when it has none yet."""
+    return (
+        await conn.execute(
+            select(MindMapRecord.central_topic).where(MindMapRecord.session_id == session_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def complete_session_with_stored_map(
+    conn: AsyncConnection, *, session_id: int, usage: UsageCounts
+) -> bool:
+    """Mark the session completed and notify its user, atomically, its mind map stored before
+    (by the activity that built it). False, changing nothing, when no longer processing."""
+    user_id = await _lock_processing(conn, session_id)
+    if user_id is None:
+        return False
+    central_topic = await stored_central_topic(conn, session_id)
+    if central_topic is None:
+        raise LookupError(f"session {session_id} has no stored mind map to complete with")
+    await _finish_completed(conn, session_id, user_id, central_topic, usage)
+    return True
+
+
+async def _finish_completed(
+    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: UsageCounts
+) -> None:
     await _set_status(conn, session_id, SessionStatus.COMPLETED, None)
     await _store_usage(conn, session_id, usage)
     await record_notification(
@@ -266,7 +315,6 @@ async def complete_session(
         payload={"session_id": session_id, "central_topic": central_topic},
         dedupe_key=f"session-{session_id}-completed",
     )
-    return True
 
 
 async def fail_session(
@@ -286,3 +334,19 @@ async def fail_session(
         dedupe_key=f"session-{session_id}-failed",
     )
     return True
+
+
+async def failed_pages(
+    conn: AsyncConnection, session_id: int, limit: int
+) -> tuple[list[tuple[str, str]], int]:
+    """Up to `limit` of the session's failed pages (URL, error) and how many failed in all."""
+    rows = (
+        await conn.execute(
+            select(PageCrawl.url, PageCrawl.error, func.count().over())
+            .where(PageCrawl.session_id == session_id, PageCrawl.outcome == "failed")
+            .order_by(PageCrawl.url)
+            .limit(limit)
+        )
+    ).all()
+    total = rows[0][2] if rows else 0
+    return [(url, error or "") for url, error, _ in rows], total

@@ -212,6 +212,27 @@ class Settings(BaseSettings):
     question_set_retry_batch_size: int = Field(default=100, ge=1, le=10_000)
     source_cleanup_batch_size: int = Field(default=100, ge=1, le=1000)
 
+    payload_codec_keys: SecretStr | None = Field(
+        default=None,
+        description="JSON object of key id -> base64 of 32 bytes: AES-256-GCM encryption of "
+        "every payload in Temporal (docs/privacy.md); unset: payloads in clear",
+    )
+    payload_codec_encrypt_key_id: str | None = Field(
+        default=None, description="The key that encrypts; may be unset with one key"
+    )
+    codec_server_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the codec server (codec_server.py) demands; unset: it refuses "
+        "to start",
+    )
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = Field(default=8234, ge=0, le=65535)
+    codec_server_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"],
+        description="The Temporal UI's origin(s), the only pages that may call the codec "
+        "server; JSON list in the environment",
+    )
+
     @field_validator("schedule_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
+from learning_platform.payload_codec import data_converter
 from learning_platform.settings import Settings
 from learning_platform.tracing import client_interceptors
 
@@ -30,5 +31,6 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         options.pop("target_host"),
         runtime=runtime,
         interceptors=client_interceptors(settings),
+        data_converter=data_converter(settings),
         **options,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -110,13 +109,12 @@ def build_schedule(job: JobSchedule, settings: Settings) -> Schedule:
     )
 
 
-def _payload_data(payloads: Sequence[Payload]) -> list[bytes]:
-    return [payload.data for payload in payloads]
-
-
-def _plain(value: object) -> object:
-    """A described schedule holds memo and summary values as raw JSON payloads."""
-    return json.loads(value.data) if isinstance(value, Payload) else value
+async def _plain(value: object, converter: DataConverter) -> object:
+    """A described schedule holds args, memo and summary values as payloads, encrypted when
+    the payload codec is on (with a fresh nonce each time, so they are compared decoded)."""
+    if isinstance(value, Payload):
+        return (await converter.decode([value]))[0]
+    return value
 
 
 async def differences(
@@ -127,7 +125,10 @@ async def differences(
     assert isinstance(want, ScheduleActionStartWorkflow)
     if not isinstance(have, ScheduleActionStartWorkflow):
         return ["action is not start-workflow"]
-    declared_args = await converter.encode(want.args)
+    # Through the payload converter and back: the declared dataclasses as the described
+    # schedule's decoded JSON looks.
+    declared_args = await converter.decode(await converter.encode(want.args))
+    existing_args = [await _plain(arg, converter) for arg in have.args]
     found: list[str] = []
 
     def check(name: str, wanted: object, actual: object) -> None:
@@ -135,11 +136,15 @@ async def differences(
             found.append(f"{name}: {actual!r} -> {wanted!r}")
 
     check("workflow", want.workflow, have.workflow)
-    check("args", _payload_data(declared_args), _payload_data(have.args))  # type: ignore[arg-type]
+    check("args", declared_args, existing_args)
     check("task queue", want.task_queue, have.task_queue)
     check("execution timeout", want.execution_timeout, have.execution_timeout)
-    check("summary", want.static_summary, _plain(have.static_summary))
-    check("cron", (want.memo or {}).get("cron"), _plain((have.memo or {}).get("cron")))
+    check("summary", want.static_summary, await _plain(have.static_summary, converter))
+    check(
+        "cron",
+        (want.memo or {}).get("cron"),
+        await _plain((have.memo or {}).get("cron"), converter),
+    )
     spec, policy = existing.schedule.spec, existing.schedule.policy
     check("intervals", declared.spec.intervals, spec.intervals)
     check("time zone", declared.spec.time_zone_name, spec.time_zone_name)

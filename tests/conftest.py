@@ -27,6 +27,7 @@ from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.models import Base
 from learning_platform.settings import Settings
+from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from worker import create_workers
 
 # Property-based tests: a short run by default (make test), a long one with
@@ -68,11 +69,14 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     address = os.environ.get("TEST_TEMPORAL_ADDRESS")
     if address:
-        env = WorkflowEnvironment.from_client(await Client.connect(address))
+        env = WorkflowEnvironment.from_client(
+            await Client.connect(address, data_converter=encrypting_converter())
+        )
     else:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_cli_path(),
             dev_server_extra_args=search_attribute_args(),
+            data_converter=encrypting_converter(),
         )
     yield env
     await env.shutdown()
@@ -101,6 +105,7 @@ def settings(database_url: str, task_queue: str, tmp_path: Path, client: Client)
         worker_shutdown_grace_seconds=5,
         schedule_id_prefix=f"{task_queue}-",
         cleanup_batch_size=50,
+        payload_codec_keys=TEST_CODEC_KEYS,
     )
 
 

@@ -4,7 +4,6 @@ session, and the user still gets exactly one mind map and one notification."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from tests.ai_processing_helpers import add_processing_session, rows, summarisin
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages
+from tests.worker_process import worker_env
 from worker import create_workers
 
 
@@ -34,18 +34,14 @@ def llm() -> Iterator[FakeOpenAI]:
 
 
 def start_worker_process(settings: Settings, llm: FakeOpenAI, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": str(settings.database_url),
-        "TEMPORAL_ADDRESS": str(settings.temporal_address),
-        "TEMPORAL_NAMESPACE": settings.temporal_namespace,
-        "TASK_QUEUE": settings.task_queue,
-        "METRICS_PORT": "0",
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_MODEL": llm.model,
-        "CRAWLER_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
-    }
+    env = worker_env(
+        settings,
+        METRICS_PORT="0",
+        OPENAI_API_KEY="test-key",
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_MODEL=llm.model,
+        CRAWLER_ALLOWED_HOSTS=json.dumps(["127.0.0.1"]),
+    )
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "worker.py")],

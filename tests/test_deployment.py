@@ -31,6 +31,7 @@ from learning_platform.models import Base
 from learning_platform.settings import Settings
 from scheduling.declarations import declared_schedules
 from scheduling.sync import full_id
+from tests.codec_keys import TEST_CODEC_KEYS
 from tests.worker_process import WorkerProcess, _pump
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ def container_env(settings: Settings, **overrides: str) -> dict[str, str]:
             environment_of("worker")["WORKER_SHUTDOWN_GRACE_SECONDS"]
         ),
         "METRICS_PORT": "0",
+        "PAYLOAD_CODEC_KEYS": TEST_CODEC_KEYS.get_secret_value(),
     }
     env.update(overrides)
     return env

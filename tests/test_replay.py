@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from tests.codec_keys import encrypting_converter
 from tests.replay.record import HISTORIES, registered_workflow_types
 from worker import WORKFLOW_SANDBOX_RESTRICTIONS
 from workflows.registry import ALL_WORKFLOWS
@@ -36,9 +37,11 @@ def workflow_type_of(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def replayer() -> Replayer:
-    """The production worker's workflows in the production sandbox."""
+    """The production worker's workflows in the production sandbox, decrypting with the tests'
+    key (histories recorded before the payload codec are plain and pass through it)."""
     return Replayer(
         workflows=ALL_WORKFLOWS,
+        data_converter=encrypting_converter(),
         workflow_runner=SandboxedWorkflowRunner(restrictions=WORKFLOW_SANDBOX_RESTRICTIONS),
     )
 

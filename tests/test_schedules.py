@@ -199,7 +199,9 @@ async def test_three_workers_each_tick_runs_once(
     handle = client.get_schedule_handle(schedule_id)
     # The SDK allows one worker per task queue and connection, as in separate processes.
     target = client.service_client.config.target_host
-    other_clients = [await Client.connect(target) for _ in range(2)]
+    other_clients = [
+        await Client.connect(target, data_converter=client.data_converter) for _ in range(2)
+    ]
 
     now = datetime.now(UTC)
 

@@ -85,13 +85,17 @@ async def test_more_sources_than_one_batch(
     assert not any((settings.data_dir / "objects").rglob("*.txt"))
 
 
-async def wait_for_failed_attempt(handle: WorkflowHandle[Any, Any], within: float = 20) -> str:
+async def wait_for_failed_attempt(
+    client: Client, handle: WorkflowHandle[Any, Any], within: float = 20
+) -> str:
     """Poll (Temporal reports no event for it) until the pending activity has failed once."""
     async with asyncio.timeout(within):
         while True:
             pending = (await handle.describe()).raw_description.pending_activities
             if pending and pending[0].attempt >= 2:
-                return str(pending[0].last_failure.message)
+                # Decoded: the payload codec keeps failure messages encrypted on the server.
+                failure = pending[0].last_failure
+                return str(await client.data_converter.decode_failure(failure))
             await asyncio.sleep(0.05)
 
 
@@ -131,7 +135,7 @@ async def test_storage_failing_once_is_retried_and_then_finishes(
     keys = await source_keys(engine)
 
     handle = await start_cleanup(client, worker)
-    failure = await wait_for_failed_attempt(handle)
+    failure = await wait_for_failed_attempt(client, handle)
     assert f"127.0.0.1:{port}" in failure
     assert set(await source_keys(engine)) == set(sources)  # nothing deleted while S3 was down
 
@@ -155,7 +159,7 @@ async def test_database_failing_after_the_objects_were_deleted_is_finished_by_th
         handle = await start_cleanup(client, worker)
         # The server keeps a pending activity's last failure only up to a size limit, and
         # this one (SQLAlchemy's error with its causes and stacks) exceeds it: not asserted.
-        await wait_for_failed_attempt(handle)
+        await wait_for_failed_attempt(client, handle)
         # Objects went first; the rows stayed, still marked, for the next try.
         assert set(await source_keys(engine)) == set(sources)
         assert not any([await storage.exists(key) for key in keys.values()])

@@ -76,6 +76,8 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "DATA_DIR": str(settings.data_dir),
         "WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
     }
+    if settings.payload_codec_keys is not None:
+        env["PAYLOAD_CODEC_KEYS"] = settings.payload_codec_keys.get_secret_value()
     env.update(overrides)
     return env
 

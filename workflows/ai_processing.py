@@ -12,23 +12,33 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from contracts.ai_processing import (
     BUILD_MIND_MAP,
+    BUILD_SESSION_MIND_MAP,
     COMPLETE_SESSION,
+    COMPLETE_SESSION_WITH_STORED_MAP,
     FAIL_SESSION,
+    IDS_ONLY_PATCH,
+    LOAD_SESSION_STATE,
     LOAD_SESSION_WORK,
     SESSION_WORKFLOW,
     START_SESSION_WORKFLOWS,
+    SUMMARIZE_SESSION,
     SUMMARIZE_SESSION_PAGES,
     SWEEPER_WORKFLOW,
     AiProcessingInput,
     AiProcessingResult,
     BuildMindMapParams,
     CompleteSessionParams,
+    CompleteStoredSessionParams,
     FailSessionParams,
     MindMapResult,
+    MindMapStored,
     PageSummaryResult,
     ProcessSessionInput,
     ProcessSessionResult,
+    SessionIdParams,
+    SessionPageCounts,
     SessionPagesResult,
+    SessionState,
     SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
@@ -91,6 +101,62 @@ class AiProcessing:
 class ProcessSession:
     @workflow.run
     async def run(self, params: ProcessSessionInput) -> ProcessSessionResult:
+        # Since IDS_ONLY_PATCH the history holds ids and counts only; workflows started
+        # before it replay (and finish) on the path that carried pages and summaries. Once
+        # none of those runs is left: workflow.deprecate_patch, then remove _run_with_content
+        # and its activities.
+        if workflow.patched(IDS_ONLY_PATCH):
+            return await self._run_on_ids(params.session_id)
+        return await self._run_with_content(params)
+
+    async def _run_on_ids(self, session_id: int) -> ProcessSessionResult:
+        state: SessionState | None = await _database_step(
+            LOAD_SESSION_STATE,
+            ProcessSessionInput(session_id),
+            SessionState | None,  # type: ignore[arg-type]
+        )
+        if state is None or state.status != "processing":
+            workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
+            return ProcessSessionResult(session_id=session_id, outcome="skipped")
+        workflow.logger.info(
+            "processing session", extra={**_ids(session_id), "pages": state.page_count}
+        )
+        usage = SessionUsage(pages_total=state.page_count)
+        if state.page_count == 0:
+            return await self._fail(session_id, _no_pages_reason([]), usage)
+        try:
+            counts: SessionPageCounts = await _ai_activity(
+                SUMMARIZE_SESSION,
+                SessionIdParams(session_id),
+                SessionPageCounts,
+                start_to_close=PAGES_ACTIVITY_TIMEOUT,
+            )
+        except ActivityError as exc:
+            return await self._fail(
+                session_id, f"the pages could not be summarised: {_cause(exc)}", usage
+            )
+        usage.add(counts.usage)
+        usage.pages_summarized, usage.pages_cached = counts.summarized, counts.cached
+        usage.pages_failed = counts.failed
+        if counts.summarized + counts.cached == 0:
+            reason = f"none of the {state.page_count} visited pages could be summarised"
+            return await self._fail(session_id, reason, usage, list_failed_pages=True)
+        try:
+            stored: MindMapStored = await _ai_activity(
+                BUILD_SESSION_MIND_MAP, SessionIdParams(session_id), MindMapStored
+            )
+        except ActivityError as exc:
+            return await self._fail(
+                session_id, f"the mind map could not be built: {_cause(exc)}", usage
+            )
+        usage.add(stored.usage)
+        await _database_step(
+            COMPLETE_SESSION_WITH_STORED_MAP, CompleteStoredSessionParams(session_id, usage), bool
+        )
+        return self._completed(session_id, usage)
+
+    async def _run_with_content(self, params: ProcessSessionInput) -> ProcessSessionResult:
+        """The path of workflows started before IDS_ONLY_PATCH (pages in the history)."""
         session_id = params.session_id
         work: SessionWork | None = await _database_step(
             LOAD_SESSION_WORK,
@@ -132,6 +198,9 @@ class ProcessSession:
             CompleteSessionParams(session_id=session_id, mind_map=mind_map, usage=usage),
             bool,
         )
+        return self._completed(session_id, usage)
+
+    def _completed(self, session_id: int, usage: SessionUsage) -> ProcessSessionResult:
         workflow.logger.info(
             "session processing completed",
             extra={**_ids(session_id), "outcome": "completed", "llm_requests": usage.requests},
@@ -152,10 +221,10 @@ class ProcessSession:
         return result.pages
 
     async def _fail(
-        self, session_id: int, reason: str, usage: SessionUsage
+        self, session_id: int, reason: str, usage: SessionUsage, list_failed_pages: bool = False
     ) -> ProcessSessionResult:
         await _database_step(
-            FAIL_SESSION, FailSessionParams(session_id=session_id, reason=reason, usage=usage), bool
+            FAIL_SESSION, FailSessionParams(session_id, reason, usage, list_failed_pages), bool
         )
         workflow.logger.warning(
             "session processing completed",

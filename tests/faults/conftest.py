@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from learning_platform.migrations import upgrade
+from tests.codec_keys import encrypting_converter
 from tests.faults.report import FaultReport, write_results
 from tests.faults.servers import OwnPostgres, OwnTemporal
 from tests.faults.world import terminate_running
@@ -50,7 +51,9 @@ def own_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnTempor
 
 @pytest.fixture(scope="session")
 async def temporal_env(own_temporal: OwnTemporal) -> AsyncIterator[WorkflowEnvironment]:
-    yield WorkflowEnvironment.from_client(await Client.connect(own_temporal.address))
+    yield WorkflowEnvironment.from_client(
+        await Client.connect(own_temporal.address, data_converter=encrypting_converter())
+    )
 
 
 @pytest.fixture

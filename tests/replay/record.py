@@ -52,6 +52,7 @@ from learning_platform.storage import build_storage
 from scheduling.declarations import declared_schedules
 from scheduling.sync import apply, full_id
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
+from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from tests.factories import add_session, add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.learning_helpers import pending_events, record, wait_for
@@ -358,7 +359,8 @@ def record_into(out: Path) -> dict[str, str]:
 
 
 async def _record_on(out: Path, data_dir: Path, database_url: str, address: str) -> dict[str, str]:
-    client = await Client.connect(address)
+    # Encrypted with the tests' key, as production payloads are (the corpus replays with it).
+    client = await Client.connect(address, data_converter=encrypting_converter())
     engine = create_engine(database_url, pool_size=5)
     with FakeOpenAI.running() as llm, serving_pages() as pages:
         llm.responder = summarising_responder
@@ -371,6 +373,7 @@ async def _record_on(out: Path, data_dir: Path, database_url: str, address: str)
             worker_shutdown_grace_seconds=2,
             crawler_allowed_hosts=["127.0.0.1"],
             outbox_poll_seconds=0.2,
+            payload_codec_keys=TEST_CODEC_KEYS,
             **llm.settings_update(),
         )
         stack = Stack(client, settings, engine, llm, pages, out)

@@ -1,0 +1,89 @@
+"""History bytes of one session's ProcessSession workflow (not a timing: the machine's load does
+not change it).
+
+One session of PAGES loopback pages runs through the production workers (in this process) and
+a loopback Chat Completions server; the workflow's history is read raw from the server and the
+bytes of every payload in it summed, once with the payload codec off and once on (a fresh key).
+
+    .venv/bin/python -m bench.history_size [--pages 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from bench.stack import database_url
+from learning_platform.database import create_engine
+from learning_platform.devstack import search_attribute_args, temporal_cli_path
+from learning_platform.migrations import upgrade
+from learning_platform.payload_codec import data_converter, new_key
+from learning_platform.process_exit import exits_without_teardown
+from learning_platform.settings import Settings
+from tests.ai_processing_helpers import add_processing_session, summarising_responder
+from tests.factories import add_user
+from tests.fake_openai import FakeOpenAI
+from tests.history_payloads import payload_bytes, processed_session_history
+from tests.pages_server import serving_pages
+
+
+async def one_session(
+    env: WorkflowEnvironment, settings: Settings, pages: int, pages_url: str
+) -> tuple[int, int]:
+    """(payload bytes, events) of one session's history."""
+    raw: Client = env.client  # the default converter: payloads as the server stores them
+    client = Client(
+        raw.service_client, namespace=raw.namespace, data_converter=data_converter(settings)
+    )
+    engine = create_engine(str(settings.database_url), pool_size=2)
+    try:
+        user = await add_user(engine, email=f"{uuid.uuid4().hex[:8]}@example.com")
+        urls = [f"{pages_url}/article/{n}?utm={uuid.uuid4().hex}" for n in range(pages)]
+        session = await add_processing_session(engine, user, urls)
+        result, history = await processed_session_history(client, engine, settings, session)
+        assert result.outcome == "completed", result
+        return payload_bytes(history), len(history.events)
+    finally:
+        await engine.dispose()
+
+
+async def run(pages: int) -> None:
+    url = database_url()
+    await asyncio.to_thread(upgrade, url)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        dev_server_extra_args=search_attribute_args(),
+    )
+    with serving_pages() as pages_url, FakeOpenAI.running() as llm:
+        llm.responder = summarising_responder
+        base = Settings(
+            database_url=url,
+            task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+            metrics_port=0,
+            **llm.settings_update(crawler_allowed_hosts=["127.0.0.1"]),
+        )
+        keys = SecretStr(json.dumps({"bench": new_key()}))
+        for label, settings in [
+            ("codec off", base),
+            ("codec on", base.model_copy(update={"payload_codec_keys": keys})),
+        ]:
+            size, events = await one_session(env, settings, pages, pages_url)
+            print(f"{label:9}  {pages} pages  {events} events  {size:,} payload bytes")
+    await env.shutdown()
+
+
+@exits_without_teardown
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=10)
+    asyncio.run(run(parser.parse_args().pages))
+
+
+if __name__ == "__main__":
+    main()
