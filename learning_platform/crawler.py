@@ -158,6 +158,8 @@ class Crawler:
         host = url.host.lower().removesuffix(".")
         if not host:
             raise UnsafeUrlError("the URL has no host")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise PageUnavailableError(f"the URL's port {url.port} is not a TCP port")
         if host in self._policy.allowed_hosts:
             return url
         literal = ip_literal(host)

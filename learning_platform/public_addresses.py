@@ -2,9 +2,11 @@
 
 Python's `ipaddress.is_global` is not used: on 3.11/3.12 it calls 6to4 (`2002::/16`), NAT64
 (`64:ff9b::/96`) and several reserved ranges global, and its tables change between releases.
-The rules here follow the IANA special-purpose registries, and an IPv6 address that embeds an
-IPv4 address (IPv4-mapped, -compatible, -translated, NAT64, 6to4, Teredo) is judged by the
-embedded address, since that is where the packets end up.
+The rules here follow the IANA special-purpose registries. An IPv6 address that embeds an IPv4
+address (IPv4-mapped, NAT64, 6to4, Teredo) is judged by the embedded address, since that is where
+the packets end up; IPv4-compatible (`::a.b.c.d`) and -translated (`::ffff:0:a.b.c.d`) addresses
+lie outside 2000::/3 and are refused outright: deprecated or host-internal, nothing public uses
+them.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ NON_PUBLIC_IPV6 = (
 )
 
 _MAPPED = _V6("::ffff:0:0/96")
-_TRANSLATED = _V6("::ffff:0:0:0/96")
-_COMPATIBLE = _V6("::/96")  # also holds :: and ::1, judged as 0.0.0.0 and 0.0.0.1
 _NAT64 = _V6("64:ff9b::/96")
 _SIX_TO_FOUR = _V6("2002::/16")
 _TEREDO = _V6("2001::/32")
@@ -76,7 +76,7 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses `ip` carries, if it is one of the forms that embed one (for Teredo
     both the server and the client, whose address is stored XOR-ed)."""
     bits = int(ip)
-    if ip in _MAPPED or ip in _TRANSLATED or ip in _COMPATIBLE or ip in _NAT64:
+    if ip in _MAPPED or ip in _NAT64:
         return [ipaddress.IPv4Address(bits & 0xFFFF_FFFF)]
     if ip in _SIX_TO_FOUR:
         return [ipaddress.IPv4Address((bits >> 80) & 0xFFFF_FFFF)]
