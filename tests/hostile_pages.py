@@ -1,6 +1,6 @@
-"""A web server on loopback written to hurt crawlers: raw asyncio sockets, so it can misbehave
-at the byte level (slow or huge headers, bodies a byte a second or without end, stacked
-compression, bogus chunk sizes, endless redirects).
+"""A web server on loopback written to hurt crawlers: raw asyncio sockets in a process of its
+own, so it can misbehave at the byte level (slow or huge headers, bodies a byte a second or
+without end, stacked compression, bogus chunk sizes, endless redirects).
 
 A test registers a `Reply` (the head exactly as sent, the body, how to pace it) and gets the URL
 that serves it.
@@ -12,12 +12,14 @@ import asyncio
 import functools
 import gzip
 import itertools
+import multiprocessing
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from learning_platform.metrics import free_loopback_port
 
@@ -87,85 +89,114 @@ def stacked_gzip(decoded_bytes: int, layers: int) -> bytes:
 
 
 class HostileServer:
+    """The server runs in a process of its own, so a test's tracemalloc figures hold the
+    crawler's allocations only; replies reach it over a pipe."""
+
     def __init__(self) -> None:
-        self._replies: dict[str, Reply] = {}
         self._names = itertools.count()
-        self._port = free_loopback_port()
-        self.base = f"http://127.0.0.1:{self._port}"
-        self.connections = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        port = free_loopback_port()
+        self.base = f"http://127.0.0.1:{port}"
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._control, child = context.Pipe()
+        self._lock = threading.Lock()
+        self._process = context.Process(target=_run_server, args=(port, child), daemon=True)
+
+    def reserve(self) -> str:
+        """A URL of this server that answers 404 until `put` gives it a reply."""
+        return f"{self.base}/r{next(self._names)}"
+
+    def put(self, url: str, reply: Reply) -> None:
+        with self._lock:
+            self._control.send((url.removeprefix(self.base), reply))
+            self._control.recv()
 
     def add(self, reply: Reply) -> str:
         """The URL (on this server) that answers with `reply`."""
-        path = f"/r{next(self._names)}"
-        self._replies[path] = reply
-        return self.base + path
+        url = self.reserve()
+        self.put(url, reply)
+        return url
 
     def start(self) -> None:
-        self._thread.start()
-        if not self._started.wait(10):
+        self._process.start()
+        if not self._control.poll(30) or self._control.recv() != "ready":
             raise RuntimeError("hostile server did not start")
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=5)
+        with self._lock:
+            self._control.send(None)
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        handlers: set[asyncio.Task[None]] = set()
 
-        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            handlers.add(task)
-            try:
-                await self._answer(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                pass  # the client gave up or sent nonsense: both are its right here
-            finally:
-                handlers.discard(task)
-                writer.close()
+def _run_server(port: int, control: Connection) -> None:
+    asyncio.run(_serve(port, control))
 
-        server = await asyncio.start_server(
-            on_connection, "127.0.0.1", self._port, limit=_REQUEST_HEAD_LIMIT
-        )
-        self._started.set()
-        async with server:
-            await self._stop.wait()
-            for task in list(handlers):
-                task.cancel()
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        request = await reader.readuntil(b"\r\n\r\n")
-        path = request.split(b" ", 2)[1].decode("latin-1").split("?")[0]
-        reply = self._replies.get(path)
-        if reply is None:
-            writer.write(head("404 Not Found", "Content-Length: 0"))
+async def _serve(port: int, control: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    replies: dict[str, Reply] = {}
+    stop = asyncio.Event()
+    handlers: set[asyncio.Task[None]] = set()
+
+    def take_orders() -> None:
+        while (order := control.recv()) is not None:
+            path, reply = order
+            replies[path] = reply
+            control.send("ok")
+        loop.call_soon_threadsafe(stop.set)
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        # A small send buffer: an endless body waits for the client instead of piling up.
+        writer.transport.set_write_buffer_limits(high=16 * 1024)
+        try:
+            await _answer(replies, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # the client gave up or sent nonsense: both are its right here
+        finally:
+            handlers.discard(task)
+            writer.close()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", port, limit=_REQUEST_HEAD_LIMIT)
+    threading.Thread(target=take_orders, daemon=True).start()
+    control.send("ready")
+    async with server:
+        await stop.wait()
+        for task in list(handlers):
+            task.cancel()
+
+
+async def _answer(
+    replies: dict[str, Reply], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    request = await reader.readuntil(b"\r\n\r\n")
+    path = request.split(b" ", 2)[1].decode("latin-1").split("?")[0]
+    reply = replies.get(path)
+    if reply is None:
+        writer.write(head("404 Not Found", "Content-Length: 0"))
+        await writer.drain()
+        return
+    if reply.slow_head:
+        for byte in reply.head:
+            writer.write(bytes([byte]))
             await writer.drain()
-            return
-        if reply.slow_head:
-            for byte in reply.head:
-                writer.write(bytes([byte]))
-                await writer.drain()
+            await asyncio.sleep(reply.pause_seconds)
+    else:
+        writer.write(reply.head)
+    body = memoryview(reply.body)
+    while True:
+        for start in range(0, len(body), reply.piece_bytes):
+            writer.write(body[start : start + reply.piece_bytes])
+            await writer.drain()
+            if reply.pause_seconds:
                 await asyncio.sleep(reply.pause_seconds)
-        else:
-            writer.write(reply.head)
-        body = memoryview(reply.body)
-        while True:
-            for start in range(0, len(body), reply.piece_bytes):
-                writer.write(body[start : start + reply.piece_bytes])
-                await writer.drain()
-                if reply.pause_seconds:
-                    await asyncio.sleep(reply.pause_seconds)
-            if not reply.endless:
-                break
-            await asyncio.sleep(0)
+        if not reply.endless:
+            break
+        await asyncio.sleep(0)
 
 
 @contextmanager

@@ -45,9 +45,8 @@ def _redirect(location: str) -> Callable[[HostileServer], str]:
 
 
 def _self_redirect(s: HostileServer) -> str:
-    url = s.add(Reply(b""))
-    path = url.removeprefix(s.base)
-    s._replies[path] = Reply(head("302 Found", f"Location: {path}", "Content-Length: 0"))
+    url = s.reserve()
+    s.put(url, Reply(head("302 Found", f"Location: {url}", "Content-Length: 0")))
     return url
 
 

@@ -28,7 +28,7 @@ class LoopbackOnlyTransport(httpx.AsyncHTTPTransport):
     a test failure: the guard let a non-public address through."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(verify=False)  # plain http on loopback; no CA bundle to load per example
         self.hosts: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -119,6 +119,8 @@ reply = st.builds(
 )
 
 
+# The long profile runs thousands of examples: more than pytest's default timeout allows.
+@pytest.mark.timeout(3600)
 @given(reply=reply)
 async def test_no_generated_response_escapes_the_page_failure_or_its_bounds(
     server: HostileServer, reply: Reply
