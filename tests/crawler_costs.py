@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -71,3 +72,10 @@ async def fetch_costed(crawler: Crawler, url: str) -> Cost:
         peak = tracemalloc.get_traced_memory()[1] - baseline
         tracemalloc.stop()
     return Cost(time.monotonic() - started, peak, page, error)
+
+
+async def warm_up(http: httpx.AsyncClient, url: str) -> None:
+    """One fetch, so one-time lazy initialisation (imports inside httpx and httpcore, the first
+    connection) is not counted against the first class measured."""
+    with contextlib.suppress(PageUnavailableError):
+        await hostile_crawler(http).fetch(url)

@@ -11,8 +11,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 
-from learning_platform.crawler import build_http_client
-from tests.crawler_costs import CAP, DEADLINE, MEMORY_BOUND, SLACK, fetch_costed, hostile_crawler
+from tests.address_oracle import LoopbackOnlyTransport, loopback_client
+from tests.crawler_costs import (
+    CAP,
+    DEADLINE,
+    MEMORY_BOUND,
+    SLACK,
+    fetch_costed,
+    hostile_crawler,
+    warm_up,
+)
 from tests.hostile_pages import (
     HostileServer,
     Reply,
@@ -34,9 +42,10 @@ def server() -> Iterator[HostileServer]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+async def http(server: HostileServer) -> AsyncIterator[httpx.AsyncClient]:
     # A per-read timeout longer than the deadline: the deadline, not it, must end slow pages.
-    async with build_http_client(DEADLINE * 3) as client:
+    async with loopback_client(LoopbackOnlyTransport(), DEADLINE * 3) as client:
+        await warm_up(client, server.reserve())
         yield client
 
 
@@ -67,6 +76,9 @@ def _raw(
     return lambda s: s.add(reply)
 
 
+CLOSE_DELIMITED_GZIP = (
+    b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\r\n"
+)
 CHUNK = b"1000\r\n" + b"a" * 0x1000 + b"\r\n"
 HOSTILE = {
     # memory: stacked and nested compression (the 2.2 GB page: ~2.5 KB -> 1 GiB)
@@ -78,13 +90,23 @@ HOSTILE = {
         "more than once",
     ),
     "gzip x3 bomb": (_encoded(stacked_gzip(GIB, 3), "gzip,gzip,gzip"), "more than once"),
-    "single gzip 1 GiB bomb": (_encoded(zeros_gzip(GIB), "gzip"), "larger than 200,000 bytes"),
+    "single gzip 1 GiB bomb, no length": (
+        _raw(CLOSE_DELIMITED_GZIP, zeros_gzip(GIB)),
+        "larger than 200,000 bytes",
+    ),
+    "single gzip 64 MiB bomb within the raw cap": (
+        _encoded(zeros_gzip(64 << 20), "gzip"),
+        "larger than 200,000 bytes",
+    ),
     "gzip inside gzip, declared once": (
         _encoded(stacked_gzip(GIB, 2), "gzip"),
         "larger than 200,000 bytes",
     ),
-    "raw deflate bomb": (
-        _encoded(zeros_gzip(256 << 20)[10:-8], "deflate"),
+    "raw deflate 256 MiB bomb, no length": (
+        _raw(
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: deflate\r\n\r\n",
+            zeros_gzip(256 << 20)[10:-8],
+        ),
         "larger than 200,000 bytes",
     ),
     "gzip bomb, endless and chunked": (

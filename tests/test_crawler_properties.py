@@ -6,39 +6,18 @@ one allowed loopback host."""
 from __future__ import annotations
 
 import gzip
-import ipaddress
 import zlib
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from tests.address_oracle import LoopbackOnlyTransport, loopback_client
 from tests.crawler_costs import DEADLINE, MEMORY_BOUND, SLACK, fetch_costed, hostile_crawler
 from tests.hostile_pages import HostileServer, Reply, hostile_server, readable_html, zeros_gzip
-from tests.test_public_addresses import oracle_non_public
 
 pytestmark = pytest.mark.properties
-
-
-class LoopbackOnlyTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport for the hostile server; a public address the guard passed is
-    answered with a connection error here (no traffic leaves the machine), and anything else is
-    a test failure: the guard let a non-public address through."""
-
-    def __init__(self) -> None:
-        super().__init__(verify=False)  # plain http on loopback; no CA bundle to load per example
-        self.hosts: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        self.hosts.append(host)
-        if host == "127.0.0.1":
-            return await super().handle_async_request(request)
-        if oracle_non_public(ipaddress.ip_address(host)):
-            raise AssertionError(f"the guard let a connection to {request.url} through")
-        raise httpx.ConnectError("tests connect to loopback only", request=request)
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +105,7 @@ async def test_no_generated_response_escapes_the_page_failure_or_its_bounds(
     server: HostileServer, reply: Reply
 ) -> None:
     transport = LoopbackOnlyTransport()
-    async with httpx.AsyncClient(
-        transport=transport, timeout=DEADLINE * 3, trust_env=False
-    ) as http:
+    async with loopback_client(transport, DEADLINE * 3) as http:
         cost = await fetch_costed(hostile_crawler(http), server.add(reply))
 
     event("read" if cost.page else cost.reason.split("(")[0][:40])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from learning_platform.crawler import Crawler, CrawlPolicy, PageUnavailableError
 from learning_platform.public_addresses import NON_PUBLIC_IPV4, ip_literal, is_public_address
+from tests.address_oracle import oracle_non_public
 
 # "3.11 says global": Python 3.11's `is_global` calls these global.
 ADDRESSES = {
@@ -145,29 +146,6 @@ def test_no_integer_octal_or_hex_notation_of_a_non_public_ipv4_is_public(
         literal = ip_literal(form)
         assert literal == v4, form
         assert not is_public_address(str(literal))
-
-
-def oracle_non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """An independent judge: Python's own flags, and for the forms that embed an IPv4
-    address Python's own properties for it (NAT64 spelled out: Python has none)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id is not None:
-            return True
-        if ip.teredo:
-            return any(oracle_non_public(v4) for v4 in ip.teredo)
-        nat64 = int(ip) >> 32 == 0x64FF9B << 64
-        inner = (
-            ip.ipv4_mapped
-            or ip.sixtofour
-            or (nat64 and ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
-        )
-        if inner:
-            return oracle_non_public(inner)
-    flags = (
-        ip.is_private, ip.is_loopback, ip.is_link_local, ip.is_multicast, ip.is_reserved,
-        ip.is_unspecified, not ip.is_global,
-    )  # fmt: skip
-    return any(flags) or ip in ipaddress.IPv4Network("100.64.0.0/10")
 
 
 any_ipv4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
