@@ -8,7 +8,8 @@ connection. `allowed_hosts` lets named hosts through for tests and intranets.
 
 Bounds: one deadline covers the whole fetch (DNS, connect, headers, body, every redirect hop);
 the body is decoded a bounded piece at a time and capped at `max_bytes` raw and decoded
-(`learning_platform.page_body`); headers are capped by httpcore (100 KiB).
+(`learning_platform.page_body`); headers are capped by httpcore (100 KiB); text extraction
+reads at most `max_extract_chars` of the page.
 
 Failures: everything a page can cause ends as `PageUnavailableError` with a reason — errors of
 httpx, URL parsing (`httpx.InvalidURL`, IDNA's `UnicodeError`), name resolution, decompression
@@ -52,6 +53,10 @@ class CrawlPolicy:
     max_bytes: int = 5_000_000
     max_redirects: int = 5
     fetch_deadline_seconds: float = 30
+    # Extraction is superlinear in the number of elements and runs in a thread no deadline can
+    # stop: 1 MB of short paragraphs took 33 s of CPU (5 MB: many minutes). The LLM sees a few
+    # thousand tokens of the text anyway, so only the start of a long page is read.
+    max_extract_chars: int = 500_000
     user_agent: str = "learning-jobs/0.1 (+mind maps of study sessions)"
 
 
@@ -95,9 +100,10 @@ class Crawler:
     async def fetch(self, url: str) -> Page:
         """The page's title and main text; PageUnavailableError says why not."""
         body = await self.fetch_html(url)
+        html = body.html[: self._policy.max_extract_chars]
         try:
             # Extraction is CPU work; a thread keeps the worker's event loop responsive.
-            title, text = await asyncio.to_thread(extract_main_text, body.html, str(body.url))
+            title, text = await asyncio.to_thread(extract_main_text, html, str(body.url))
         except Exception as exc:
             log.warning("text extraction failed", exc_info=True, extra={"url": str(body.url)})
             raise PageUnavailableError(

@@ -27,7 +27,7 @@ TEST_DNS = {
 }
 
 
-async def test_resolver(host: str, port: int) -> list[str]:
+async def loopback_dns(host: str, port: int) -> list[str]:
     if host not in TEST_DNS:
         raise PageUnavailableError(f"cannot resolve host {host!r}: not in the test's DNS")
     return TEST_DNS[host]
@@ -41,7 +41,7 @@ def hostile_crawler(http: httpx.AsyncClient, max_redirects: int = 3) -> Crawler:
         max_redirects=max_redirects,
         fetch_deadline_seconds=DEADLINE,
     )
-    return Crawler(http, policy, resolver=test_resolver)
+    return Crawler(http, policy, resolver=loopback_dns)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 
+from learning_platform.crawler import Crawler, CrawlPolicy
 from tests.address_oracle import LoopbackOnlyTransport, loopback_client
 from tests.crawler_costs import (
     CAP,
@@ -19,6 +21,7 @@ from tests.crawler_costs import (
     SLACK,
     fetch_costed,
     hostile_crawler,
+    loopback_dns,
     warm_up,
 )
 from tests.hostile_pages import (
@@ -267,3 +270,19 @@ async def test_a_punycode_charset_costs_no_more_than_utf8(
     )
     assert cost.page is not None, cost.reason
     assert cost.seconds < 1.0
+
+
+async def test_extraction_reads_only_the_start_of_a_page_of_countless_paragraphs(
+    server: HostileServer, http: httpx.AsyncClient
+) -> None:
+    # Extraction is superlinear in elements and cannot be cut by the deadline (a thread):
+    # 2 MB of short paragraphs would take minutes; its first 100,000 characters take a second.
+    paragraphs = b"<html><body><article>" + b"<p>word word word word</p>" * 75_000
+    policy = CrawlPolicy(
+        allowed_hosts=frozenset({"127.0.0.1"}), max_bytes=len(paragraphs), max_extract_chars=100_000
+    )
+    crawler = Crawler(http, policy, resolver=loopback_dns)
+    started = time.monotonic()
+    page = await crawler.fetch(server.add(html_reply(paragraphs)))
+    assert 50_000 < len(page.text) < 100_000
+    assert time.monotonic() - started < 10
