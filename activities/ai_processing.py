@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
@@ -57,7 +56,7 @@ from contracts.ai_processing import (
 from learning_platform import session_processing
 from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
 from learning_platform.ai.session_ai import SessionAi, SummarizedPage
-from learning_platform.crawler import Crawler, PageUnavailableError, crawl_failure_reason
+from learning_platform.crawler import Crawler, PageUnavailableError
 from learning_platform.session_workflows import start_session_workflow
 from learning_platform.tracing import TRACER
 
@@ -333,10 +332,10 @@ class SessionAiActivities:
         try:
             with TRACER.start_as_current_span("crawl", attributes={"url.full": page.url}):
                 fetched = await self._crawler.fetch(page.url)
-        except (PageUnavailableError, httpx.HTTPError) as exc:
-            reason = crawl_failure_reason(exc)
-            status = exc.http_status if isinstance(exc, PageUnavailableError) else None
-            await self._record(session_id, page.url, "failed", status, reason)
+        except PageUnavailableError as exc:
+            # The crawler turns everything a page can cause into this (learning_platform.crawler).
+            reason = exc.reason
+            await self._record(session_id, page.url, "failed", exc.http_status, reason)
             activity.logger.info("page skipped", extra={"url": page.url, "reason": reason})
             done[page.url] = PageSummaryResult(page.url, page.title, "failed", error=reason)
             return

@@ -79,6 +79,7 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
             allowed_hosts=frozenset(host.lower() for host in settings.crawler_allowed_hosts),
             max_bytes=settings.crawler_max_bytes,
             max_redirects=settings.crawler_max_redirects,
+            fetch_deadline_seconds=settings.crawler_fetch_deadline_seconds,
         ),
     )
     # One limit for every LLM request this process makes, sessions and question sets alike.

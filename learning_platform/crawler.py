@@ -1,16 +1,27 @@
 """Reading a visited page's main text, safely.
 
-SSRF guard: only http(s) URLs without credentials, whose host resolves only to public
-addresses, are fetched; the check runs on every redirect hop, and the connection goes to the
-address that was checked (the URL's host is kept for the Host header and TLS SNI), so a DNS
-answer cannot change between the check and the connection. `allowed_hosts` lets named hosts
-through for tests and intranets.
+SSRF guard: only http(s) URLs without credentials, whose host is a public address or resolves
+only to public addresses (`learning_platform.public_addresses`), are fetched; the check runs on
+every redirect hop, and the connection goes to the address that was checked (the URL's host is
+kept for the Host header and TLS SNI), so a DNS answer cannot change between the check and the
+connection. `allowed_hosts` lets named hosts through for tests and intranets.
+
+Bounds: one deadline covers the whole fetch (DNS, connect, headers, body, every redirect hop);
+the body is decoded a bounded piece at a time and capped at `max_bytes` raw and decoded
+(`learning_platform.page_body`); headers are capped by httpcore (100 KiB); text extraction
+reads at most `max_extract_chars` of the page.
+
+Failures: everything a page can cause ends as `PageUnavailableError` with a reason — errors of
+httpx, URL parsing (`httpx.InvalidURL`, IDNA's `UnicodeError`), name resolution, decompression
+and charsets in this module, and any `Exception` from the third-party HTML extraction, which runs
+on the page's bytes (logged with its traceback so a bug there is still seen). Other exceptions
+are programming errors in this code and escape, as does cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,25 +29,22 @@ from dataclasses import dataclass, field
 import httpx
 import trafilatura
 
+from learning_platform.crawl_errors import PageUnavailableError as PageUnavailableError
+from learning_platform.crawl_errors import UnsafeUrlError as UnsafeUrlError
+from learning_platform.page_body import ACCEPT_ENCODING, body_text, read_capped
+from learning_platform.public_addresses import ip_literal, is_public_address
+
+log = logging.getLogger(__name__)
+
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Extraction falls back to whatever text there is; a few words (a menu) is not content.
 _MIN_WORDS = 5
-
-
-class PageUnavailableError(Exception):
-    """The page cannot be read; `reason` says why in words a user understands."""
-
-    def __init__(self, reason: str, http_status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.http_status = http_status
-
-
-class UnsafeUrlError(PageUnavailableError):
-    """Refused by the SSRF guard."""
+# Errors of the page's own making raised while talking to it: the URL or a Location header
+# httpx cannot parse or IDNA cannot encode, and what a hostile server makes httpx raise.
+_PAGE_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, UnicodeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class CrawlPolicy:
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     max_bytes: int = 5_000_000
     max_redirects: int = 5
+    fetch_deadline_seconds: float = 30
+    # Extraction is superlinear in the number of elements and runs in a thread no deadline can
+    # stop: 1 MB of short paragraphs took 33 s of CPU (5 MB: many minutes). The LLM sees a few
+    # thousand tokens of the text anyway, so only the start of a long page is read.
+    max_extract_chars: int = 500_000
     user_agent: str = "learning-jobs/0.1 (+mind maps of study sessions)"
 
 
@@ -54,20 +67,22 @@ class Page:
     text: str
 
 
+@dataclass(frozen=True)
+class PageHtml:
+    url: httpx.URL
+    status: int
+    html: str
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise PageUnavailableError(f"cannot resolve host {host!r}: {exc.strerror}") from exc
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise PageUnavailableError(f"cannot resolve host {host!r}: {exc}") from exc
     return [str(info[4][0]) for info in infos]
-
-
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 class Crawler:
@@ -83,13 +98,50 @@ class Crawler:
         self._resolve = resolver
 
     async def fetch(self, url: str) -> Page:
+        """The page's title and main text; PageUnavailableError says why not."""
+        body = await self.fetch_html(url)
+        html = body.html[: self._policy.max_extract_chars]
+        try:
+            # Extraction is CPU work; a thread keeps the worker's event loop responsive.
+            title, text = await asyncio.to_thread(extract_main_text, html, str(body.url))
+        except Exception as exc:
+            log.warning("text extraction failed", exc_info=True, extra={"url": str(body.url)})
+            raise PageUnavailableError(
+                f"the page could not be parsed ({type(exc).__name__})", body.status
+            ) from exc
+        if len(text.split()) < _MIN_WORDS:
+            raise PageUnavailableError("no readable text on the page", body.status)
+        return Page(url=str(body.url), title=title, text=text)
+
+    async def fetch_html(self, url: str) -> PageHtml:
+        """The page's HTML within the fetch deadline and the size cap."""
+        deadline = self._policy.fetch_deadline_seconds
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._follow(url)
+        except PageUnavailableError:
+            raise
+        except TimeoutError as exc:
+            raise PageUnavailableError(f"the page took longer than {deadline:g} s") from exc
+        except httpx.TimeoutException as exc:
+            raise PageUnavailableError("the page took too long to answer") from exc
+        except _PAGE_ERRORS as exc:
+            raise PageUnavailableError(
+                f"could not fetch the page ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from exc
+
+    async def _follow(self, url: str) -> PageHtml:
         current = httpx.URL(url)
         for _ in range(self._policy.max_redirects + 1):
             target = await self.checked_target(current)
             request = self._client.build_request(
                 "GET",
                 target,
-                headers={"Host": _host_header(current), "User-Agent": self._policy.user_agent},
+                headers={
+                    "Host": _host_header(current),
+                    "User-Agent": self._policy.user_agent,
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 extensions={"sni_hostname": current.host} if target != current else None,
             )
             response = await self._client.send(request, stream=True)
@@ -106,59 +158,48 @@ class Crawler:
         """The URL to connect to: `url` itself for allowed hosts, else `url` with its host
         replaced by a checked public address. Raises UnsafeUrlError."""
         if url.scheme not in ("http", "https"):
-            raise UnsafeUrlError(f"only http and https pages are read, not {url.scheme}:")
+            raise UnsafeUrlError(f"only http and https pages are read, not {url.scheme[:20]}:")
         if url.userinfo:
             raise UnsafeUrlError("URLs with credentials are not fetched")
-        if not url.host:
+        host = url.host.lower().removesuffix(".")
+        if not host:
             raise UnsafeUrlError("the URL has no host")
-        if url.host.lower() in self._policy.allowed_hosts:
+        if url.port is not None and not 0 < url.port < 65536:
+            raise PageUnavailableError(f"the URL's port {url.port} is not a TCP port")
+        if host in self._policy.allowed_hosts:
             return url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = [url.host] if _is_ip_literal(url.host) else await self._resolve(url.host, port)
+        literal = ip_literal(host)
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            addresses = await self._resolve(host, port)
         if not addresses:
-            raise PageUnavailableError(f"host {url.host!r} has no address")
+            raise PageUnavailableError(f"host {host!r} has no address")
         private = [a for a in addresses if not is_public_address(a)]
         if private:
             raise UnsafeUrlError(
-                f"host {url.host!r} resolves to a non-public address ({private[0]}); add it to "
+                f"host {host!r} resolves to a non-public address ({private[0]}); add it to "
                 "CRAWLER_ALLOWED_HOSTS if it should be read"
             )
         return url.copy_with(host=addresses[0])
 
-    async def _read(self, url: httpx.URL, response: httpx.Response) -> Page:
-        if response.status_code >= 400:
-            raise PageUnavailableError(
-                f"the server answered HTTP {response.status_code}", response.status_code
-            )
+    async def _read(self, url: httpx.URL, response: httpx.Response) -> PageHtml:
+        status = response.status_code
+        if status >= 400:
+            raise PageUnavailableError(f"the server answered HTTP {status}", status)
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in _HTML_TYPES:
             raise PageUnavailableError(
-                f"not a web page (content type {media_type or 'missing'})", response.status_code
+                f"not a web page (content type {media_type[:60] or 'missing'})", status
             )
-        body = await self._capped_body(response)
-        html = body.decode(response.encoding or "utf-8", errors="replace")
-        # Extraction is CPU work; a thread keeps the worker's event loop responsive.
-        title, text = await asyncio.to_thread(extract_main_text, html, str(url))
-        if len(text.split()) < _MIN_WORDS:
-            raise PageUnavailableError("no readable text on the page", response.status_code)
-        return Page(url=str(url), title=title, text=text)
-
-    async def _capped_body(self, response: httpx.Response) -> bytes:
         limit = self._policy.max_bytes
-        too_big = PageUnavailableError(
-            f"the page is larger than {limit:,} bytes", response.status_code
-        )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise too_big
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise PageUnavailableError(f"the page is larger than {limit:,} bytes", status)
+        encodings = response.headers.get_list("content-encoding", split_commas=True)
+        body = await read_capped(response.aiter_raw(), encodings, limit, status)
+        return PageHtml(url, status, body_text(body, response.charset_encoding))
 
 
 def extract_main_text(html: str, url: str) -> tuple[str, str]:
@@ -178,29 +219,10 @@ def extract_main_text(html: str, url: str) -> tuple[str, str]:
     return title, (getattr(document, "text", None) or "").strip()
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _host_header(url: httpx.URL) -> str:
     default_port = {"http": 80, "https": 443}[url.scheme]
     host = f"[{url.host}]" if ":" in url.host else url.host
     return host if url.port in (None, default_port) else f"{host}:{url.port}"
-
-
-def crawl_failure_reason(exc: Exception) -> str:
-    """A short reason for any error while fetching a page."""
-    if isinstance(exc, PageUnavailableError):
-        return exc.reason
-    if isinstance(exc, httpx.TimeoutException):
-        return "the page took too long to answer"
-    if isinstance(exc, httpx.HTTPError):
-        return f"could not fetch the page ({type(exc).__name__}: {exc})"
-    raise exc
 
 
 def build_http_client(timeout_seconds: float) -> httpx.AsyncClient:

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     crawler_timeout_seconds: float = Field(default=15, gt=0)
     crawler_max_bytes: int = Field(default=5_000_000, ge=1024)
     crawler_max_redirects: int = Field(default=5, ge=0, le=20)
+    crawler_fetch_deadline_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="One deadline for a whole page fetch: DNS, connect, headers, body and every "
+        "redirect hop (CRAWLER_TIMEOUT_SECONDS bounds each read)",
+    )
 
     storage_backend: Literal["local", "s3"] = Field(
         default="local", description="local: files under DATA_DIR/objects; s3: S3_BUCKET"
