@@ -21,7 +21,7 @@ from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_dem
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
@@ -97,6 +97,7 @@ def banner(settings: Settings) -> str:
 
 
 @exits_without_teardown
+@reports_operator_errors
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -104,8 +105,10 @@ def main() -> None:
     env = dict(os.environ)
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
 
-    database_url = settings.database_url or start_embedded_postgres(
-        settings.data_dir, at_exit="stop"
+    database_url = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else start_embedded_postgres(settings.data_dir, at_exit="stop")
     )
     env["DATABASE_URL"] = database_url
     if not settings.temporal_address:

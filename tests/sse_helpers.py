@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from learning_platform.api import create_app
+from learning_platform.database import resolve_database_url
 from learning_platform.metrics import free_loopback_port
 from learning_platform.settings import PROJECT_ROOT, Settings
 
@@ -171,7 +172,7 @@ async def api_server(settings: Settings) -> AsyncIterator[str]:
 def api_environment(settings: Settings, port: int) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": resolve_database_url(settings),
         "DATA_DIR": str(settings.data_dir),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),

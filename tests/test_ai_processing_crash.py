@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from activities.registry import Dependencies
 from contracts.ai_processing import ProcessSessionResult, session_workflow_id
+from learning_platform.database import resolve_database_url
 from learning_platform.session_workflows import process_session_now
 from learning_platform.settings import PROJECT_ROOT, Settings
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
@@ -36,7 +37,7 @@ def llm() -> Iterator[FakeOpenAI]:
 def start_worker_process(settings: Settings, llm: FakeOpenAI, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DATABASE_URL": str(settings.database_url),
+        "DATABASE_URL": resolve_database_url(settings),
         "TEMPORAL_ADDRESS": str(settings.temporal_address),
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "TASK_QUEUE": settings.task_queue,
