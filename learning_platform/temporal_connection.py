@@ -41,6 +41,10 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
             f"Temporal at {target} is unreachable ({found.group(1) if found else exc}); "
             "check TEMPORAL_ADDRESS and that the server runs"
         ) from exc
+    except ValueError as exc:  # the SDK's core could not parse the address
+        raise UsageError(
+            f"TEMPORAL_ADDRESS {target!r} is not a HOST:PORT address such as localhost:7233 ({exc})"
+        ) from exc
     except RPCError as exc:
         raise UnavailableError(
             f"Temporal at {target} refused the connection: {exc.status.name}: {exc.message}; "

@@ -89,13 +89,17 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
             ["worker.py", "--once"],
             "unrecognized arguments: --once",
         ),
+        "a Temporal address that is not one": (
+            ["sessions.py", "process", "1"],
+            "TEMPORAL_ADDRESS '127.0.0.1:99999' is not a HOST:PORT address",
+        ),
     }
-    namespace_env = {**env, "TEMPORAL_NAMESPACE": "no-such-namespace"}
+    environments = {
+        "a namespace that does not exist": {**env, "TEMPORAL_NAMESPACE": "no-such-namespace"},
+        "a Temporal address that is not one": {**env, "TEMPORAL_ADDRESS": "127.0.0.1:99999"},
+    }
     results = run_at_once(
-        {
-            name: (argv, namespace_env if "namespace" in name else env)
-            for name, (argv, _) in cases.items()
-        }
+        {name: (argv, environments.get(name, env)) for name, (argv, _) in cases.items()}
     )
 
     assert one_line_failures(results, 2, {name: want for name, (_, want) in cases.items()}) == []
