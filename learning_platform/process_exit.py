@@ -19,13 +19,15 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn, ParamSpec, TypeVar
 
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from learning_platform.errors import OperatorError, UnavailableError
+from learning_platform.errors import OperatorError, UnavailableError, UsageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 DEBUG_FLAG = "--debug"
+# Temporal's answers that blame the request (a note too long, …), not the server.
+_REQUEST_AT_FAULT = (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE)
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -67,7 +69,10 @@ def as_operator_error(exc: Exception) -> OperatorError | None:
     if isinstance(exc, OperatorError):
         return exc
     if isinstance(exc, RPCError):
-        return UnavailableError(f"Temporal refused the request: {exc.status.name}: {exc.message}")
+        refused = f"Temporal refused the request: {exc.status.name}: {exc.message}"
+        if exc.status in _REQUEST_AT_FAULT:
+            return UsageError(refused)
+        return UnavailableError(refused)
     return None
 
 

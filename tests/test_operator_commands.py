@@ -56,6 +56,10 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
             ["schedules.py", "pause", "no-such-job", "--note", "n"],
             "unknown schedule 'no-such-job'",
         ),
+        "a pause note longer than Temporal takes": (
+            ["schedules.py", "pause", "cleanup-stale-sessions", "--note", "n" * 100_000],
+            "Temporal refused the request: INVALID_ARGUMENT: Schedule notes exceeds limit.",
+        ),
         "an unknown command": (["schedules.py", "frobnicate"], "invalid choice: 'frobnicate'"),
         "a namespace that does not exist": (
             ["schedules.py", "list"],
