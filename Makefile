@@ -2,12 +2,12 @@
 # Both set themselves up: a virtualenv in .venv with the pinned dependencies (constraints.txt).
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint test-faults test-fuzz bench lock clean
+.PHONY: setup dev test lint test-faults test-fuzz test-dev bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -31,6 +31,10 @@ test: lint
 
 test-faults: setup
 	$(BIN)/pytest -m faults
+
+# `make dev` from a clean clone of HEAD, end to end (needs the dev ports free).
+test-dev: setup
+	$(BIN)/pytest -m dev_stack
 
 # The property-based tests with many more examples than make test gives them.
 test-fuzz: setup

@@ -8,27 +8,44 @@ the worker and the notification API as child processes. Data survives restarts.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from learning_platform.database import create_engine, start_embedded_postgres
+import httpx
+from sqlalchemy import text
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from contracts.ai_processing import ai_task_queue
+from learning_platform.command_line import CommandParser, database_id
+from learning_platform.database import (
+    create_engine,
+    resolve_database_url,
+    start_embedded_postgres,
+)
 from learning_platform.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
 from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
 from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
+from learning_platform.question_sets import request_question_set
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply
+from scheduling.declarations import RELAY_WATCHDOG_SCHEDULE_ID, declared_schedules
+from scheduling.sync import apply, full_id
 
 log = logging.getLogger("dev")
 ROOT = Path(__file__).resolve().parent
+READINESS_POLL_SECONDS = 0.2
 
 
 async def prepare(settings: Settings, database_url: str) -> None:
@@ -36,6 +53,9 @@ async def prepare(settings: Settings, database_url: str) -> None:
     client = await connect(settings)
     for change in await apply(client, settings, declared_schedules(settings)):
         log.info("schedule", extra={"id": change.schedule_id, "outcome": change.outcome})
+    # The watchdog's first tick can be a minute away; events written before it (the demo's,
+    # or `dev.py request-question-set`) should not wait for it.
+    await client.get_schedule_handle(full_id(RELAY_WATCHDOG_SCHEDULE_ID, settings)).trigger()
     engine = create_engine(database_url, pool_size=1)
     try:
         await load_demo_data(engine)
@@ -43,9 +63,47 @@ async def prepare(settings: Settings, database_url: str) -> None:
         await engine.dispose()
 
 
-async def supervise(env: dict[str, str]) -> None:
+async def worker_polls(client: Client, task_queue: str, kind: TaskQueueType.ValueType) -> bool:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=kind,
+        )
+    )
+    return bool(response.pollers)
+
+
+async def api_answers(http: httpx.AsyncClient, settings: Settings) -> bool:
+    try:
+        response = await http.get(f"http://127.0.0.1:{settings.api_port}/healthz")
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+async def wait_until_ready(settings: Settings) -> None:
+    """Return once the worker polls both its task queues and the API answers /healthz: the
+    banner promises a system that works, not processes that are still importing."""
+    client = await connect(settings)
+    checks: list[Callable[[], Awaitable[bool]]] = [
+        lambda: worker_polls(client, settings.task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        lambda: worker_polls(
+            client, ai_task_queue(settings.task_queue), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        ),
+    ]
+    async with httpx.AsyncClient(timeout=2) as http:
+        checks.append(lambda: api_answers(http, settings))
+        for check in checks:
+            # Other processes' state: polled, there is nothing of theirs to await.
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(READINESS_POLL_SECONDS)
+
+
+async def supervise(settings: Settings, env: dict[str, str]) -> None:
     """Run the worker, the API and the demo pages until Ctrl-C / SIGTERM or until one of them
-    exits; then stop them all gracefully (SIGTERM: the worker lets running activities finish)."""
+    exits; then stop them all gracefully (SIGTERM: the worker lets running activities finish).
+    The banner is printed once they are ready."""
     commands = [
         [str(ROOT / "worker.py")],
         [str(ROOT / "api.py")],
@@ -71,7 +129,12 @@ async def supervise(env: dict[str, str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     exits = [asyncio.ensure_future(child.wait()) for child in children]
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    ready = asyncio.ensure_future(wait_until_ready(settings))
+    await asyncio.wait([*exits, stopping, ready], return_when=asyncio.FIRST_COMPLETED)
+    if ready.done():
+        print(banner(settings), flush=True)
+        await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
     if not stop.is_set():
         log.error("a child process exited; stopping the rest")
     for child in children:
@@ -90,17 +153,59 @@ def banner(settings: Settings) -> str:
             f"  Worker metrics    http://localhost:{settings.metrics_port}/metrics",
             f"  Notification API  http://localhost:{settings.api_port}/v1/notifications/stream"
             "  (token: .venv/bin/python api.py token 1)",
+            "  A notification now  .venv/bin/python dev.py request-question-set"
+            "  (user 1's set, generated in a second or two)",
             f"  Ctrl-C stops everything; the data stays in {settings.data_dir}",
             "",
         ]
     )
 
 
+async def request_demo_question_set(settings: Settings, user_id: int) -> str:
+    """What the app does when a learner asks for a quiz: the pending set and its outbox event
+    in one transaction. The relay starts generation; the result reaches the user's stream."""
+    engine = create_engine(resolve_database_url(settings), pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            source_id = await conn.scalar(
+                text(
+                    "SELECT id FROM sources WHERE user_id = :user AND status = 'active' "
+                    "ORDER BY id LIMIT 1"
+                ),
+                {"user": user_id},
+            )
+            if source_id is None:
+                return f"user {user_id} has no active source; the demo users 1-3 have one"
+            attempt = await request_question_set(
+                conn, user_id=user_id, source_id=source_id, title="Quiz requested from dev.py"
+            )
+    finally:
+        await engine.dispose()
+    print(
+        f"question set {attempt.question_set_id} requested for user {user_id}; "
+        "its notification arrives on that user's stream in a second or two"
+    )
+    return ""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = CommandParser(prog="dev.py", description="The embedded stack (make dev).")
+    commands = parser.add_subparsers(dest="command")
+    demo = commands.add_parser(
+        "request-question-set", help="while make dev runs: request a quiz, as the app would"
+    )
+    demo.add_argument("--user", type=database_id, default=1, help="demo user id (default 1)")
+    return parser.parse_args(argv)
+
+
 @exits_without_teardown
 @reports_operator_errors
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level)
+    if args.command == "request-question-set":
+        sys.exit(asyncio.run(request_demo_question_set(settings, args.user)) or None)
     processes: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
@@ -119,8 +224,7 @@ def main() -> None:
     try:
         upgrade(database_url)
         asyncio.run(prepare(settings, database_url))
-        print(banner(settings), flush=True)
-        asyncio.run(supervise(env))
+        asyncio.run(supervise(settings, env))
     finally:
         for process in processes:
             process.terminate()

