@@ -8,11 +8,13 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -26,10 +28,9 @@ from tests.worker_process import running_worker, worker_env
 PASSWORD = "worker-db-password-2a9d"
 
 
-@pytest.fixture
-async def namespace_without_search_attributes(client: Client) -> AsyncIterator[str]:
+async def register_namespace(client: Client, prefix: str) -> str:
     """A namespace registered on the test server after its start, so without `SessionId`."""
-    name = f"bare-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     await client.workflow_service.register_namespace(
         RegisterNamespaceRequest(
             namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
@@ -44,7 +45,24 @@ async def namespace_without_search_attributes(client: Client) -> AsyncIterator[s
                 break
             except RPCError:
                 await asyncio.sleep(0.2)
-    yield name
+    return name
+
+
+@pytest.fixture
+async def namespace_without_search_attributes(client: Client) -> str:
+    return await register_namespace(client, "bare")
+
+
+@pytest.fixture
+async def namespace_with_session_id_as_keyword(client: Client) -> str:
+    name = await register_namespace(client, "keyword")
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=name,
+            search_attributes={"SessionId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    return name
 
 
 @pytest.fixture
@@ -56,7 +74,10 @@ def taken_port() -> Iterator[int]:
 
 
 def test_a_worker_that_cannot_work_says_why_in_one_line_and_exits(
-    settings: Settings, namespace_without_search_attributes: str, taken_port: int
+    settings: Settings,
+    namespace_without_search_attributes: str,
+    namespace_with_session_id_as_keyword: str,
+    taken_port: int,
 ) -> None:
     temporal_port = free_loopback_port()
     database_port = free_loopback_port()
@@ -85,6 +106,12 @@ def test_a_worker_that_cannot_work_says_why_in_one_line_and_exits(
             "attribute SessionId (Int) that the session workflows set; register it: "
             f"temporal operator search-attribute create --namespace "
             f"{namespace_without_search_attributes} --name SessionId --type Int",
+        ),
+        "search attribute of another type": (
+            {"TEMPORAL_NAMESPACE": namespace_with_session_id_as_keyword},
+            2,
+            f"Temporal namespace {namespace_with_session_id_as_keyword!r} has the search "
+            "attribute SessionId as Keyword, but the session workflows set it as Int",
         ),
         "metrics port taken": (
             {"METRICS_PORT": str(taken_port)},
