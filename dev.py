@@ -30,6 +30,7 @@ from temporalio.client import Client
 
 from contracts.ai_processing import ai_task_queue
 from learning_platform.api.auth import mint_token
+from learning_platform.command_line import CommandParser, database_id
 from learning_platform.database import (
     create_engine,
     resolve_database_url,
@@ -40,7 +41,7 @@ from learning_platform.devstack import start_dev_server
 from learning_platform.logs import configure_logging
 from learning_platform.migrations import upgrade
 from learning_platform.payload_codec import codec_enabled
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.question_sets import request_question_set
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
@@ -209,12 +210,12 @@ async def request_demo_question_set(settings: Settings, user_id: int) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dev.py", description="The embedded stack (make dev).")
+    parser = CommandParser(prog="dev.py", description="The embedded stack (make dev).")
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser(
         "request-question-set", help="while make dev runs: request a quiz, as the app would"
     )
-    demo.add_argument("--user", type=int, default=1, help="demo user id (default 1)")
+    demo.add_argument("--user", type=database_id, default=1, help="demo user id (default 1)")
     return parser.parse_args(argv)
 
 
@@ -252,6 +253,7 @@ def codec_server_env(settings: Settings, env: dict[str, str]) -> Settings:
 
 
 @exits_without_teardown
+@reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     settings = get_settings()
@@ -263,8 +265,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     env.setdefault("CRAWLER_ALLOWED_HOSTS", '["localhost"]')  # the demo pages' host
     env.setdefault("API_DEV_LIVE_PAGE", "true")
 
-    database_url = settings.database_url or start_embedded_postgres(
-        settings.data_dir, at_exit="stop"
+    database_url = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else start_embedded_postgres(settings.data_dir, at_exit="stop")
     )
     env["DATABASE_URL"] = database_url
     codec_on = codec_enabled(settings)

@@ -16,18 +16,22 @@ import json
 from collections.abc import Sequence
 
 from learning_platform import dead_letters
-from learning_platform.database import create_engine, resolve_database_url
+from learning_platform.command_line import CommandParser, bounded_int, database_id
+from learning_platform.database import check_database, create_engine, resolve_database_url
+from learning_platform.process_exit import reports_operator_errors
 from learning_platform.settings import get_settings
+
+MAX_LISTED = 10_000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="outbox.py", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="outbox.py", description=__doc__.split("\n")[0])
     area = parser.add_subparsers(dest="area", required=True)
     letters = area.add_parser("dead-letters").add_subparsers(dest="command", required=True)
     listing = letters.add_parser("list", help="oldest first")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=bounded_int(1, MAX_LISTED), default=50)
     requeue = letters.add_parser("requeue", help="move dead letters back to the outbox")
-    requeue.add_argument("ids", type=int, nargs="*")
+    requeue.add_argument("ids", type=database_id, nargs="*")
     requeue.add_argument("--all", action="store_true", help="every dead letter")
     args = parser.parse_args(argv)
     if args.command == "requeue" and bool(args.ids) == args.all:
@@ -38,6 +42,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> None:
     engine = create_engine(resolve_database_url(get_settings()), pool_size=1)
     try:
+        await check_database(engine)
         if args.command == "list":
             async with engine.connect() as conn:
                 rows = await dead_letters.list_dead_letters(conn, args.limit)
@@ -61,6 +66,7 @@ async def run(args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+@reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
     asyncio.run(run(parse_args(argv)))
 

@@ -21,32 +21,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.command_line import CommandParser, shown
+from learning_platform.errors import UnavailableError, UsageError
+from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from scheduling.declarations import declared_schedules
 from scheduling.status import render, schedule_statuses
-from scheduling.sync import ScheduleDeclarationError, apply, describe_or_none, full_id, plan
+from scheduling.sync import apply, describe_or_none, full_id, plan
+
+# Temporal keeps times as protobuf Timestamps: years 1 to 9999 in UTC. A schedule's first run
+# is after 1970, so an earlier backfill can only be a typo.
+EARLIEST_BACKFILL = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def parse_time(text: str, settings: Settings) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise SystemExit(f"{text!r} is not an ISO 8601 time such as 2026-11-20T04:00") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=settings.timezone)
+def time_in(zone: tzinfo) -> Callable[[str], datetime]:
+    """An argparse type: an ISO 8601 time (in `zone` when it has no offset) Temporal can hold."""
+
+    def parse(text: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(text)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+            in_utc = moment.astimezone(UTC)  # overflows at the calendar's ends
+        except (ValueError, OverflowError):
+            in_utc = None
+        if in_utc is None or in_utc < EARLIEST_BACKFILL or in_utc.year > 9998:
+            raise argparse.ArgumentTypeError(
+                f"{shown(text)} is not an ISO 8601 time between 1970 and 9998, "
+                "such as 2026-11-20T04:00"
+            )
+        return moment
+
+    parse.__name__ = "time"
+    return parse
 
 
 def handle(client: Client, settings: Settings, job_id: str) -> ScheduleHandle:
     declared = {job.schedule_id for job in declared_schedules(settings)}
     if job_id not in declared and job_id.removeprefix(settings.schedule_id_prefix) not in declared:
-        raise SystemExit(f"unknown schedule {job_id!r}; declared: {', '.join(sorted(declared))}")
+        raise UsageError(
+            f"unknown schedule {shown(job_id)}; declared: {', '.join(sorted(declared))}"
+        )
     return client.get_schedule_handle(
         full_id(job_id.removeprefix(settings.schedule_id_prefix), settings)
     )
@@ -124,9 +145,9 @@ async def cmd_trigger(client: Client, settings: Settings, args: argparse.Namespa
 
 
 async def cmd_backfill(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    start, end = parse_time(args.start, settings), parse_time(args.end, settings)
+    start, end = args.start, args.end
     if end <= start:
-        raise SystemExit("--end must be after --start")
+        raise UsageError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
     # BUFFER_ALL: every missed tick runs, one after the other, in order.
     await handle(client, settings, args.id).backfill(
         ScheduleBackfill(start_at=start, end_at=end, overlap=ScheduleOverlapPolicy.BUFFER_ALL)
@@ -153,8 +174,8 @@ COMMANDS = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
+def parser(settings: Settings) -> argparse.ArgumentParser:
+    root = CommandParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("apply", help="create, update and prune schedules to match the code")
     commands.add_parser("diff", help="what apply would change")
@@ -171,32 +192,30 @@ def parser() -> argparse.ArgumentParser:
     unpause.add_argument("--note", default="unpaused with schedules.py")
     backfill = commands.add_parser("backfill", help="run the ticks of a past time range")
     backfill.add_argument("id")
-    backfill.add_argument("--start", required=True)
-    backfill.add_argument("--end", required=True)
+    backfill.add_argument("--start", required=True, type=time_in(settings.timezone))
+    backfill.add_argument("--end", required=True, type=time_in(settings.timezone))
     return root
 
 
 async def run(argv: Sequence[str], settings: Settings) -> None:
-    args = parser().parse_args(argv)
+    args = parser(settings).parse_args(argv)
     client = await connect(settings)
     try:
         await COMMANDS[args.command](client, settings, args)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND or not hasattr(args, "id"):
             raise
-        raise SystemExit(
+        raise UnavailableError(
             f"schedule {args.id!r} is declared but not in Temporal "
-            f"(namespace {settings.temporal_namespace!r}); run `schedules.py apply` first"
+            f"(namespace {client.namespace!r}); run `schedules.py apply` first"
         ) from exc
 
 
 @exits_without_teardown
+@reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
-    try:
-        asyncio.run(run(sys.argv[1:] if argv is None else argv, settings))
-    except ScheduleDeclarationError as exc:
-        raise SystemExit(str(exc)) from exc
+    asyncio.run(run(sys.argv[1:] if argv is None else argv, settings))
 
 
 if __name__ == "__main__":

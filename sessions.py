@@ -9,15 +9,15 @@ A start while the session's workflow (`session-<id>`) is running leaves that one
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
 
 from contracts.ai_processing import ProcessSessionResult, session_workflow_id
-from learning_platform.database import create_engine, resolve_database_url
-from learning_platform.process_exit import exits_without_teardown
-from learning_platform.session_workflows import SessionNotWaitingError, process_session_now
+from learning_platform.command_line import CommandParser, database_id
+from learning_platform.database import check_database, create_engine, resolve_database_url
+from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
+from learning_platform.session_workflows import process_session_now
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 
@@ -25,14 +25,11 @@ from learning_platform.temporal_connection import connect
 async def process(settings: Settings, session_id: int, wait: bool) -> int:
     engine = create_engine(resolve_database_url(settings), pool_size=1)
     try:
+        await check_database(engine)
         client = await connect(settings)
-        try:
-            started = await process_session_now(
-                client, engine, session_id=session_id, task_queue=settings.task_queue
-            )
-        except SessionNotWaitingError as exc:
-            print(exc, file=sys.stderr)
-            return 1
+        started = await process_session_now(
+            client, engine, session_id=session_id, task_queue=settings.task_queue
+        )
     finally:
         await engine.dispose()
     workflow_id = session_workflow_id(session_id)
@@ -46,11 +43,12 @@ async def process(settings: Settings, session_id: int, wait: bool) -> int:
 
 
 @exits_without_teardown
+@reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sessions.py", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="sessions.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("process", help="start a processing session's workflow now")
-    start.add_argument("session_id", type=int)
+    start.add_argument("session_id", type=database_id)
     start.add_argument("--wait", action="store_true", help="wait for the outcome")
     args = parser.parse_args(argv)
     sys.exit(asyncio.run(process(get_settings(), args.session_id, args.wait)))

@@ -5,6 +5,10 @@ the AI queue (TASK_QUEUE + "-ai"), running at most AI_MAX_CONCURRENCY LLM activi
 
     python worker.py            # or: learning-jobs-worker
 
+At start it checks that it can work: settings valid, PostgreSQL reachable, Temporal reachable,
+the namespace there with the search attributes the workflows set. If not, it logs one line
+saying what to fix and exits (2: fix a setting or the namespace; 1: a server is unreachable).
+
 SIGTERM/SIGINT stop polling and give running activities WORKER_SHUTDOWN_GRACE_SECONDS to finish.
 With WORKER_BUILD_ID set, both are versioned workers of WORKER_DEPLOYMENT_NAME (docs/deploying.md).
 """
@@ -27,7 +31,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.registry import Dependencies, build_activities, build_ai_activities
 from contracts.ai_processing import ai_task_queue
-from learning_platform.database import create_engine, resolve_database_url
+from learning_platform.command_line import CommandParser
+from learning_platform.database import check_database, create_engine, resolve_database_url
+from learning_platform.errors import UsageError
 from learning_platform.job_gauges import read_gauges
 from learning_platform.logs import configure_logging
 from learning_platform.metrics import (
@@ -37,10 +43,11 @@ from learning_platform.metrics import (
     serve_metrics,
 )
 from learning_platform.outbox_metrics import read_backlog
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.settings import Settings, get_settings
 from learning_platform.temporal_connection import connect
 from learning_platform.tracing import configure_tracing
+from learning_platform.worker_checks import check_search_attributes
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -107,14 +114,26 @@ def _version_name(settings: Settings) -> str:
     return "unversioned" if config is None else config.version.to_canonical_string()
 
 
+def serve_worker_metrics(port: int) -> None:
+    try:
+        serve_metrics(port)
+    except OSError as exc:
+        raise UsageError(
+            f"METRICS_PORT {port} cannot be served ({exc.strerror}); "
+            "set METRICS_PORT to a free port, or 0 for none"
+        ) from exc
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     engine = create_engine(resolve_database_url(settings), settings.database_pool_size)
+    await check_database(engine)
     runtime, sdk_metrics_url = sdk_runtime_with_prometheus()
     client = await connect(settings, runtime=runtime)
+    await check_search_attributes(client)
     REGISTRY.register(SdkMetricsCollector(sdk_metrics_url))
     REGISTRY.register(JobGaugeCollector(lambda: read_gauges(engine), asyncio.get_running_loop()))
     REGISTRY.register(JobGaugeCollector(lambda: read_backlog(engine), asyncio.get_running_loop()))
-    serve_metrics(settings.metrics_port)
+    serve_worker_metrics(settings.metrics_port)
 
     deps = Dependencies(settings=settings, engine=engine, temporal=client)
     workers = create_workers(client, deps)
@@ -139,7 +158,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 @exits_without_teardown
+@reports_operator_errors
 def main() -> None:
+    CommandParser(prog="worker.py", description=__doc__.split("\n\n")[0]).parse_args()
     settings = get_settings()
     configure_logging(settings.log_level)
     configure_tracing(settings)

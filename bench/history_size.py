@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from bench.stack import database_url
-from learning_platform.database import create_engine
+from learning_platform.database import create_engine, resolve_database_url
 from learning_platform.devstack import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
 from learning_platform.payload_codec import data_converter, new_key
@@ -41,7 +41,7 @@ async def one_session(
     client = Client(
         raw.service_client, namespace=raw.namespace, data_converter=data_converter(settings)
     )
-    engine = create_engine(str(settings.database_url), pool_size=2)
+    engine = create_engine(resolve_database_url(settings), pool_size=2)
     try:
         user = await add_user(engine, email=f"{uuid.uuid4().hex[:8]}@example.com")
         urls = [f"{pages_url}/article/{n}?utm={uuid.uuid4().hex}" for n in range(pages)]

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.errors import UsageError
+
 # A requeued event gets a new id (it goes to the back of the queue) and a fresh attempt count.
+# The statement answers with the dead letters' ids, so that a caller can tell which of the
+# asked-for ids did not exist; the INSERT runs whether or not its output is read.
 _REQUEUE = text(
     """
     WITH moved AS (
@@ -16,12 +20,15 @@ _REQUEUE = text(
                        WHERE :all OR id = ANY(CAST(:ids AS bigint[]))
                        ORDER BY id LIMIT :limit)
         RETURNING *
+    ), requeued AS (
+        INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload)
+        SELECT aggregate_type, aggregate_id, event_type, payload FROM moved ORDER BY id
     )
-    INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload)
-    SELECT aggregate_type, aggregate_id, event_type, payload FROM moved ORDER BY id
-    RETURNING id
+    SELECT id FROM moved
     """
 )
+# How many missing ids an error names before it only counts the rest.
+NAMED_IDS = 20
 
 
 async def list_dead_letters(conn: AsyncConnection, limit: int) -> Sequence[Row[tuple[object, ...]]]:
@@ -38,6 +45,24 @@ async def list_dead_letters(conn: AsyncConnection, limit: int) -> Sequence[Row[t
 async def requeue(
     conn: AsyncConnection, ids: Sequence[int] = (), *, everything: bool = False, limit: int = 1000
 ) -> int:
-    """Move the given dead letters (or up to `limit` of all of them) back to the outbox."""
-    result = await conn.execute(_REQUEUE, {"all": everything, "ids": list(ids), "limit": limit})
-    return len(result.all())
+    """Move the given dead letters (or up to `limit` of all of them) back to the outbox.
+
+    Given ids must all exist: otherwise UsageError names the missing ones and the caller's
+    transaction must be rolled back (nothing requeued) — an operator who mistyped one id
+    should not have to find out which of the others went through.
+    """
+    wanted = set(ids)
+    result = await conn.execute(
+        _REQUEUE,
+        {"all": everything, "ids": sorted(wanted), "limit": limit if everything else len(wanted)},
+    )
+    moved = {row.id for row in result}
+    missing = sorted(wanted - moved)
+    if missing and not everything:
+        named = ", ".join(map(str, missing[:NAMED_IDS]))
+        more = f" and {len(missing) - NAMED_IDS} more" if len(missing) > NAMED_IDS else ""
+        raise UsageError(
+            f"no dead letter with id {named}{more}; nothing was requeued "
+            "(`outbox.py dead-letters list` shows the ids)"
+        )
+    return len(moved)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from learning_platform.errors import UsageError
+
 # Custom search attributes the workflows set; the dev server must know them at start.
 SEARCH_ATTRIBUTES: Mapping[str, str] = {"SessionId": "Int"}
 
@@ -51,7 +53,7 @@ def start_dev_server(
 ) -> subprocess.Popen[bytes]:
     """Start `temporal server start-dev` on DATA_DIR/temporal.db and wait until it serves."""
     if port_open("127.0.0.1", port):
-        raise RuntimeError(
+        raise UsageError(
             f"port {port} is taken: another Temporal server runs here. Stop it, or set "
             f"TEMPORAL_ADDRESS=localhost:{port} to use it"
         )

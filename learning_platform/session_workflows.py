@@ -24,6 +24,7 @@ from contracts.ai_processing import (
     session_workflow_id,
 )
 from learning_platform import session_processing
+from learning_platform.errors import UsageError
 
 SESSION_ID = SearchAttributeKey.for_int(SESSION_ID_SEARCH_ATTRIBUTE)
 # Bounds a stuck run; the next sweep starts the session again.
@@ -61,8 +62,8 @@ async def start_session_workflow(
     return True
 
 
-class SessionNotWaitingError(LookupError):
-    pass
+class SessionNotWaitingError(UsageError):
+    """The session does not exist or is not waiting to be processed."""
 
 
 async def process_session_now(
@@ -72,9 +73,13 @@ async def process_session_now(
     rather than at the next sweep. Raises SessionNotWaitingError unless it is processing."""
     async with engine.connect() as conn:
         session = await session_processing.session_pages(conn, session_id)
-    if session is None or session.status != "processing":
-        state = "does not exist" if session is None else f"is {session.status}"
-        raise SessionNotWaitingError(f"session {session_id} {state}, not processing")
+    if session is None:
+        raise SessionNotWaitingError(f"session {session_id} does not exist")
+    if session.status != "processing":
+        raise SessionNotWaitingError(
+            f"session {session_id} is {session.status}, not processing: only a session that "
+            "has ended and waits for its summary can be processed"
+        )
     return await start_session_workflow(
         client,
         session_id=session_id,

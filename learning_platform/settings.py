@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceParsingError
+
+from learning_platform.errors import UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Public on purpose (it is in the source): only for the embedded stack; the API warns when used.
@@ -28,10 +31,12 @@ class Settings(BaseSettings):
     the embedded dev server.
     """
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+    # Validation errors never echo what was set: a bad value may be (or sit next to) a secret.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="Embedded state lives here")
-    database_url: str | None = Field(
+    # A secret: the URL usually carries the password.
+    database_url: SecretStr | None = Field(
         default=None, description="Unset: embedded PostgreSQL with its data under DATA_DIR"
     )
     database_pool_size: int = Field(default=10, ge=1)
@@ -160,7 +165,7 @@ class Settings(BaseSettings):
         default=False, description="Serve /dev/live, a page showing a user's notifications live"
     )
 
-    openai_api_key: str | None = Field(
+    openai_api_key: SecretStr | None = Field(
         default=None, description="Unset: the offline extractive provider (no network)"
     )
     openai_base_url: str | None = Field(
@@ -239,6 +244,15 @@ class Settings(BaseSettings):
         "server; JSON list in the environment",
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        from learning_platform.database import parse_postgres_url  # it imports this module
+
+        if value is not None:
+            parse_postgres_url(value.get_secret_value())
+        return value
+
     @field_validator("schedule_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -246,7 +260,7 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(
-                f"SCHEDULE_TIMEZONE={value!r} is not an IANA time zone; "
+                "SCHEDULE_TIMEZONE is not an IANA time zone; "
                 "use a name such as 'Asia/Seoul' or 'UTC'"
             ) from exc
         return value
@@ -298,7 +312,33 @@ class Settings(BaseSettings):
         return ZoneInfo(self.schedule_timezone)
 
 
+def _problem(error: dict[str, object]) -> str:
+    """One line naming the environment variable and what is wrong, without its value."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    location = error["loc"]
+    if not isinstance(location, tuple) or not location:
+        return message  # a check across settings: its message names them
+    name = str(location[0]).upper()
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+def settings_error(exc: ValidationError | SourceParsingError) -> UsageError:
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        return UsageError("\n".join(_problem(dict(error)) for error in errors))
+    # pydantic-settings failed to parse a JSON value (lists); its message names the field.
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = found.group(1).upper() if found else "A setting"
+    return UsageError(f'{name}: not valid JSON; a list is written ["a.example", "b.example"]')
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; tests build their own `Settings(...)` instead."""
-    return Settings()
+    """The process-wide settings; tests build their own `Settings(...)` instead.
+
+    Raises UsageError with one line per bad setting, naming its variable, never its value.
+    """
+    try:
+        return Settings()
+    except (ValidationError, SourceParsingError) as exc:
+        raise settings_error(exc) from None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
+from learning_platform.errors import UnavailableError, UsageError
 from learning_platform.payload_codec import data_converter
 from learning_platform.settings import Settings
 from learning_platform.tracing import client_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
+# The OS's words inside the SDK's nested transport error: `message: "Connection refused"`.
+_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
@@ -26,11 +32,47 @@ def connect_options(settings: Settings) -> dict[str, Any]:
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client of an existing namespace; an OperatorError saying what to fix otherwise."""
     options = connect_options(settings)
-    return await Client.connect(
-        options.pop("target_host"),
-        runtime=runtime,
-        interceptors=client_interceptors(settings),
-        data_converter=data_converter(settings),
-        **options,
-    )
+    target = options.pop("target_host")
+    try:
+        client = await Client.connect(
+            target,
+            runtime=runtime,
+            interceptors=client_interceptors(settings),
+            data_converter=data_converter(settings),
+            **options,
+        )
+    except RuntimeError as exc:  # the SDK's core reports transport failures as RuntimeError
+        found = _OS_MESSAGE.search(str(exc))
+        raise UnavailableError(
+            f"Temporal at {target} is unreachable ({found.group(1) if found else exc}); "
+            "check TEMPORAL_ADDRESS and that the server runs"
+        ) from exc
+    except ValueError as exc:  # the SDK's core could not parse the address
+        raise UsageError(
+            f"TEMPORAL_ADDRESS {target!r} is not a HOST:PORT address such as localhost:7233 ({exc})"
+        ) from exc
+    except RPCError as exc:
+        raise UnavailableError(
+            f"Temporal at {target} refused the connection: {exc.status.name}: {exc.message}; "
+            "check TEMPORAL_API_KEY and the TEMPORAL_TLS* settings"
+        ) from exc
+    await check_namespace(client)
+    return client
+
+
+async def check_namespace(client: Client) -> None:
+    """Without this a missing namespace shows first as a NOT_FOUND deep inside a command."""
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace)
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise UsageError(
+            f"Temporal namespace {client.namespace!r} does not exist at "
+            f"{client.service_client.config.target_host}; set TEMPORAL_NAMESPACE, or create it: "
+            f"temporal operator namespace create --namespace {client.namespace}"
+        ) from exc

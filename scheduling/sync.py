@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from learning_platform.errors import UsageError
 from learning_platform.settings import Settings
 from scheduling.job_schedule import JobSchedule
 from workflows.registry import ALL_WORKFLOWS
@@ -42,7 +43,7 @@ CREATED_NOTE = "created by schedules.py apply"
 Outcome = Literal["created", "updated", "unchanged", "deleted"]
 
 
-class ScheduleDeclarationError(ValueError):
+class ScheduleDeclarationError(UsageError):
     """The declared set is invalid; nothing was changed."""
 
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -137,7 +138,7 @@ class FakeOpenAI:
     def settings_update(self, **extra: Any) -> dict[str, Any]:
         """Settings fields pointing the platform's LLM client here."""
         return {
-            "openai_api_key": "test-key",
+            "openai_api_key": SecretStr("test-key"),
             "openai_base_url": self.base_url,
             "openai_model": self.model,
             **extra,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from learning_platform.api import create_app
 from learning_platform.api.app import STREAM_PATH
 from learning_platform.api.server import server_config
+from learning_platform.database import resolve_database_url
 from learning_platform.metrics import free_loopback_port
 from learning_platform.notifications import record_notification
 from learning_platform.settings import PROJECT_ROOT, Settings
@@ -220,7 +221,7 @@ async def api_server(settings: Settings) -> AsyncIterator[str]:
 def api_environment(settings: Settings, port: int) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": resolve_database_url(settings),
         "DATA_DIR": str(settings.data_dir),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),

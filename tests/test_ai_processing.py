@@ -369,8 +369,8 @@ async def test_cli_starts_a_session_and_reports_its_outcome(
     session = await add_processing_session(engine, user, [f"{pages}/article/0"])
 
     assert await sessions_cli.process(ai_settings, session, wait=True) == 0
-    assert await sessions_cli.process(ai_settings, session, wait=False) == 1
+    with pytest.raises(SessionNotWaitingError, match=f"session {session} is completed, not"):
+        await sessions_cli.process(ai_settings, session, wait=False)
 
-    out, err = capsys.readouterr()
+    out = capsys.readouterr().out
     assert f"session-{session} started" in out and f"session-{session} completed" in out
-    assert f"session {session} is completed, not processing" in err

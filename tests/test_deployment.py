@@ -24,7 +24,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow
 
-from learning_platform.database import libpq_url
+from learning_platform.database import libpq_url, resolve_database_url
 from learning_platform.devstack import SEARCH_ATTRIBUTES
 from learning_platform.metrics import free_loopback_port
 from learning_platform.models import Base
@@ -63,7 +63,7 @@ def container_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": resolve_database_url(settings),
         "TEMPORAL_ADDRESS": settings.temporal_address or "",
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "TASK_QUEUE": settings.task_queue,
@@ -276,8 +276,8 @@ def test_migrate_command_without_database_url_says_what_to_set(settings: Setting
     env = container_env(settings)
     del env["DATABASE_URL"]
     result = run(services()["migrate"]["command"], env)
-    assert result.returncode == 1
-    assert "DATABASE_URL is not set" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: DATABASE_URL is not set")
 
 
 async def test_schedules_command_applies_every_declared_schedule(

@@ -419,7 +419,7 @@ async def test_streams_survive_a_postgres_restart(
     database_url = own_postgres.get_uri()
     settings = api_settings.model_copy(
         update={
-            "database_url": database_url,
+            "database_url": SecretStr(database_url),
             "notification_listener_backoff_seconds": 0.1,
             "notification_listener_backoff_max_seconds": 0.4,
         }

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 import schedules
 from activities.registry import Dependencies
 from learning_platform.devstack import temporal_cli_path
+from learning_platform.errors import UnavailableError
 from learning_platform.settings import Settings
 from scheduling.declarations import declared_schedules
 from scheduling.job_schedule import JobSchedule
@@ -239,9 +240,9 @@ async def test_commands_before_apply_say_to_apply(
 ) -> None:
     await schedules.run(["list"], settings)
     listed = capsys.readouterr().out.splitlines()[1:]
-    with pytest.raises(SystemExit) as trigger:
+    with pytest.raises(UnavailableError) as trigger:
         await schedules.run(["trigger", "cleanup-stale-sessions"], settings)
 
     assert len(listed) == len(declared_schedules(settings))
     assert all(line.split()[-4:] == ["missing", "-", "run", "`apply`"] for line in listed), listed
-    assert "run `schedules.py apply` first" in str(trigger.value.code)
+    assert "run `schedules.py apply` first" in str(trigger.value)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learning_platform.database import resolve_database_url
 from learning_platform.metrics import free_loopback_port
 from learning_platform.settings import Settings
 
@@ -68,7 +69,7 @@ def _pump(stream: Any, lines: queue.Queue[dict[str, Any]]) -> None:
 def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": resolve_database_url(settings),
         "TEMPORAL_ADDRESS": settings.temporal_address or "",
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "TASK_QUEUE": settings.task_queue,

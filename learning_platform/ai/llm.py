@@ -249,7 +249,7 @@ def build_llm(settings: Settings) -> JsonLlm | None:
     if not settings.openai_api_key:
         return None
     client = AsyncOpenAI(
-        api_key=settings.openai_api_key,
+        api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         max_retries=0,
         timeout=openai.Timeout(

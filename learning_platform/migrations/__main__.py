@@ -7,14 +7,17 @@ again changes nothing and says so.
 from __future__ import annotations
 
 import asyncio
-import sys
+from collections.abc import Sequence
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from learning_platform.database import create_engine
+from learning_platform.command_line import CommandParser
+from learning_platform.database import check_database, create_engine
+from learning_platform.errors import UsageError
 from learning_platform.migrations import alembic_config, upgrade
+from learning_platform.process_exit import reports_operator_errors
 from learning_platform.settings import get_settings
 
 
@@ -25,6 +28,7 @@ def _heads_of(connection: Connection) -> set[str]:
 async def _current_revisions(database_url: str) -> set[str]:
     engine = create_engine(database_url, pool_size=1)
     try:
+        await check_database(engine)
         async with engine.connect() as connection:
             return await connection.run_sync(_heads_of)
     finally:
@@ -49,10 +53,15 @@ def applied_between(database_url: str, before: set[str], after: set[str]) -> lis
     return [step for step in reversed(reached(after)) if step[0] not in already]
 
 
-def main() -> None:
-    database_url = get_settings().database_url
-    if not database_url:
-        sys.exit("DATABASE_URL is not set: point it at the application's PostgreSQL database")
+@reports_operator_errors
+def main(argv: Sequence[str] | None = None) -> None:
+    CommandParser(prog="python -m learning_platform.migrations", description=__doc__).parse_args(
+        argv
+    )
+    settings = get_settings()
+    if settings.database_url is None:
+        raise UsageError("DATABASE_URL is not set: point it at the application's PostgreSQL")
+    database_url = settings.database_url.get_secret_value()
     before = current_revisions(database_url)
     upgrade(database_url)
     after = current_revisions(database_url)
