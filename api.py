@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import uvicorn
@@ -17,10 +16,14 @@ import uvicorn
 from learning_platform.api import create_app
 from learning_platform.api.auth import mint_token
 from learning_platform.api.server import server_config
+from learning_platform.command_line import CommandParser, bounded_int, database_id
 from learning_platform.logs import configure_logging
+from learning_platform.process_exit import reports_operator_errors
 from learning_platform.settings import Settings, get_settings
 
 log = logging.getLogger("api")
+# A development token lives at most a year.
+MAX_TOKEN_MINUTES = 366 * 24 * 60
 
 
 def serve(settings: Settings) -> None:
@@ -34,13 +37,16 @@ def serve(settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
+@reports_operator_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="api.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the API (the default)")
     token = commands.add_parser("token", help="print a development token for a user")
-    token.add_argument("user_id", type=int)
-    token.add_argument("--ttl-minutes", type=float, default=60 * 24)
+    token.add_argument("user_id", type=database_id)
+    token.add_argument(
+        "--ttl-minutes", type=bounded_int(1, MAX_TOKEN_MINUTES, "minutes"), default=60 * 24
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()

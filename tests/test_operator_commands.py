@@ -85,6 +85,14 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
             ["sessions.py", "process", "424242"],
             "session 424242 does not exist",
         ),
+        "a token for a user id beyond int64": (
+            ["api.py", "token", BEYOND_INT64],
+            "argument user_id: must be an id from 1",
+        ),
+        "a token that never expires": (
+            ["api.py", "token", "1", "--ttl-minutes", "nan"],
+            "argument --ttl-minutes: must be minutes from 1 to",
+        ),
         "migrations with an argument they do not take": (
             ["-m", "learning_platform.migrations", "--revision", "base"],
             "unrecognized arguments: --revision base",

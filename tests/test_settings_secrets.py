@@ -67,14 +67,9 @@ def test_every_entry_point_names_the_bad_settings_and_no_secret(case: str) -> No
 
     for name, result in {**results, "schedules --debug": debug}.items():
         assert not [s for s in ALL_SECRETS if s in result.output], (name, result.output)
-        assert result.returncode == 2 or name == "api", (name, result.returncode, result.stderr)
-    wired = {name: r.error_lines for name, r in results.items() if name != "api"}
-    assert wired == dict.fromkeys(wired, EXPECTED_LINES[case])
-    # api.py reports through the same error; one line once its main is wrapped like the rest.
-    assert results["api"].returncode != 0
-    assert all(
-        line.removeprefix("error: ") in results["api"].stderr for line in EXPECTED_LINES[case]
-    )
+        assert result.returncode == 2, (name, result.returncode, result.stderr)
+    lines = {name: r.error_lines for name, r in results.items()}
+    assert lines == dict.fromkeys(lines, EXPECTED_LINES[case])
     assert (
         "Traceback" in debug.stderr
         and debug.error_lines[-len(EXPECTED_LINES[case]) :] == (EXPECTED_LINES[case])
