@@ -28,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from learning_platform.process_exit import exits_without_teardown
 from learning_platform.settings import Settings, get_settings
-from learning_platform.temporal_connection import connect
+from learning_platform.temporal_connection import connect_when_ready
 from scheduling.declarations import declared_schedules
 from scheduling.sync import ScheduleDeclarationError, apply, describe_or_none, full_id, plan
 
@@ -146,6 +146,12 @@ COMMANDS = {
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
+    root.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=0.0,
+        help="wait up to this long for Temporal and its namespace (one-shots; default: no wait)",
+    )
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("apply", help="create, update and prune schedules to match the code")
     commands.add_parser("diff", help="what apply would change")
@@ -167,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
 
 async def run(argv: Sequence[str], settings: Settings) -> None:
     args = parser().parse_args(argv)
-    client = await connect(settings)
+    client = await connect_when_ready(settings, args.wait_seconds)
     try:
         await COMMANDS[args.command](client, settings, args)
     except RPCError as exc:
