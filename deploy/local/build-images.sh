@@ -38,8 +38,17 @@ mkdir "$work/temporal"
 cp deploy/local/temporal/Dockerfile deploy/local/temporal/*.sh "$work/temporal/"
 cp "$temporal_bin" "$work/temporal/temporal"
 
+# The service's image builds beside the stand-ins: downloads overlap with the other's CPU work.
+build --build-arg PYTHON_IMAGE="$base" --build-arg BUILD_ID="$build_id" -t "$app" . \
+    > "$work/app-build.log" 2>&1 &
+app_build=$!
 build --build-arg BASE_IMAGE="$base" -t "localhost/learning-jobs-postgres:$tag" deploy/local/postgres
 build --build-arg BASE_IMAGE="$base" -t "localhost/learning-jobs-temporal:$tag" "$work/temporal"
 build --build-arg BASE_IMAGE="$base" -t "localhost/learning-jobs-prometheus:$tag" deploy/local/prometheus
-build --build-arg PYTHON_IMAGE="$base" --build-arg BUILD_ID="$build_id" -t "$app" .
+if ! wait "$app_build"; then
+    cat "$work/app-build.log" >&2
+    echo "building $app failed" >&2
+    exit 1
+fi
+grep -E '^(pruned|precompiled) ' "$work/app-build.log" || true
 podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -F -e "$app" -e ":$tag" -e "$base"

@@ -10,7 +10,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +62,9 @@ class Stack:
     # --- commands ---------------------------------------------------------------------------
 
     def run(self, argv: list[str], timeout: float = 120, check: bool = True) -> str:
-        started = time.monotonic()
         result = subprocess.run(
             argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
-        self.log.append(f"{' '.join(argv[:4])} … {time.monotonic() - started:.1f} s")
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{argv} exited {result.returncode}:\n{result.stdout[-3000:]}\n"

@@ -58,7 +58,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.build()
         built = time.monotonic()
         stack.up()
-        stack.log.append(f"build {built - started:.0f} s, up {time.monotonic() - built:.0f} s")
+        stack.log.append(f"images built in {built - started:.0f} s")
+        stack.log.append(f"stack up in {time.monotonic() - built:.0f} s")
         yield stack
     finally:
         if any(stack.leftovers().values()):
@@ -176,7 +177,7 @@ async def test_triggered_job_completes_and_its_notification_reaches_an_sse_clien
         event = await stream.next_event(within=120)
 
     assert event.event == "session_failed", event
-    assert event.json()["session_id"] == session_id
+    assert event.json()["payload"]["session_id"] == session_id, event.data
     sweep = [
         run async for run in temporal.list_workflows('TemporalScheduledById = "ai-processing"')
     ]
@@ -214,7 +215,7 @@ def test_stop_gives_each_worker_its_grace_then_nothing_is_left(stack: Stack) -> 
     started = time.monotonic()
     stack.compose("stop", timeout=grace * 3 + 60)
     stopping = time.monotonic() - started
-    stack.log.append(f"stop {stopping:.0f} s")
+    stack.log.append(f"stack stopped in {stopping:.0f} s")
 
     for name in workers:
         state = stack.inspect(name)["State"]
