@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup dev test lint alert-rules test-faults test-fuzz test-dev test-browser chromium bench lock clean
+.PHONY: setup dev test lint alert-rules test-faults test-fuzz test-dev test-browser test-containers chromium bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11+ on PATH)"; exit 1; }
@@ -61,6 +61,15 @@ test-browser: setup chromium
 .PHONY: record-histories
 record-histories: setup
 	$(BIN)/python -m tests.replay.record
+
+# The image built and docker-compose.yml up with podman, upstream images swapped for local
+# stand-ins (tests/containers/; cold about 6 CPU-minutes, 19 min wall on a loaded 2-core
+# machine: docs/benchmarks.md). On Debian as root it installs what it needs.
+CONTAINER_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap
+test-containers: setup
+	@dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=300 $(CONTAINER_PACKAGES); }
+	$(BIN)/pytest -m containers -s tests/containers
 
 bench: setup
 	$(BIN)/python -m bench

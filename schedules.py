@@ -27,11 +27,11 @@ from datetime import UTC, datetime, tzinfo
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from learning_platform.command_line import CommandParser, shown
+from learning_platform.command_line import CommandParser, bounded_int, shown
 from learning_platform.errors import UnavailableError, UsageError
 from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.settings import Settings, get_settings
-from learning_platform.temporal_connection import connect
+from learning_platform.temporal_connection import connect_when_ready
 from scheduling.declarations import declared_schedules
 from scheduling.status import render, schedule_statuses
 from scheduling.sync import apply, describe_or_none, full_id, plan
@@ -176,6 +176,12 @@ COMMANDS = {
 
 def parser(settings: Settings) -> argparse.ArgumentParser:
     root = CommandParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
+    root.add_argument(
+        "--wait-seconds",
+        type=bounded_int(0, 3600, "seconds"),
+        default=0,
+        help="wait up to this long for Temporal and its namespace (one-shots; default: no wait)",
+    )
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("apply", help="create, update and prune schedules to match the code")
     commands.add_parser("diff", help="what apply would change")
@@ -199,7 +205,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 
 async def run(argv: Sequence[str], settings: Settings) -> None:
     args = parser(settings).parse_args(argv)
-    client = await connect(settings)
+    client = await connect_when_ready(settings, args.wait_seconds)
     try:
         await COMMANDS[args.command](client, settings, args)
     except RPCError as exc:

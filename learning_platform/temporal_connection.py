@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
+import time
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -71,8 +74,29 @@ async def check_namespace(client: Client) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        raise UsageError(
+        raise NamespaceMissingError(
             f"Temporal namespace {client.namespace!r} does not exist at "
             f"{client.service_client.config.target_host}; set TEMPORAL_NAMESPACE, or create it: "
             f"temporal operator namespace create --namespace {client.namespace}"
         ) from exc
+
+
+class NamespaceMissingError(UsageError):
+    """The namespace is not there (yet: a one-shot may run before its setup)."""
+
+
+async def connect_when_ready(settings: Settings, wait_seconds: float) -> Client:
+    """connect(), retried while the server does not answer or its namespace is not created
+    yet, for at most `wait_seconds`: a one-shot may be started before Temporal, or its namespace
+    setup, is done (engines that skip health conditions). Then the last error stands."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.5
+    while True:
+        try:
+            return await connect(settings)
+        except (UnavailableError, NamespaceMissingError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            print(f"waiting for Temporal: {exc}", file=sys.stderr, flush=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -9,9 +9,11 @@ import re
 import shlex
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import yaml
+from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow
@@ -148,7 +151,8 @@ def test_start_order_runs_setup_before_workers_and_api() -> None:
         assert {"migrate", "postgres"} <= prerequisites(app)
     assert {"temporal-setup", "temporal", "temporal-schema"} <= prerequisites("worker")
     assert "temporal-setup" in prerequisites("schedules")
-    assert services()["worker"]["deploy"]["replicas"] == 2
+    # `mode: replicated` too: podman-compose ignores `replicas` without it.
+    assert services()["worker"]["deploy"] == {"mode": "replicated", "replicas": 2}
 
 
 def test_no_secret_values_in_the_compose_file_and_every_variable_is_in_env_example() -> None:
@@ -204,7 +208,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_caches_dependencies_runs_unprivileged_and_checks_health() -> None:
     instructions = dockerfile_instructions()
     copies = [args for kind, args in instructions if kind == "COPY" and "--from" not in args]
-    assert copies.index("pyproject.toml constraints.txt ./") < copies.index(". .")
+    dependencies = copies.index("pyproject.toml constraints.txt deploy/image/slim_venv.py ./")
+    assert dependencies < copies.index(". .")
     user = next(args for kind, args in reversed(instructions) if kind == "USER")
     assert user.split(":")[0] not in ("root", "0")
     healthcheck = next(args for kind, args in instructions if kind == "HEALTHCHECK")
@@ -364,3 +369,111 @@ async def test_temporal_setup_script_creates_namespace_and_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )
     assert listed.custom_attributes["SessionId"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
+
+
+# --- one-shots wait for what they need (engines that skip health conditions) ----------------
+
+
+class LateListener:
+    """A loopback port that refuses connections until open() and then forwards each to the
+    Unix socket `upstream`: a database that comes up after the one-shot started."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_loopback_port()
+        self.server: socketserver.ThreadingTCPServer | None = None
+
+    def open(self) -> None:
+        upstream = self.upstream
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.socket(socket.AF_UNIX) as far:
+                    far.connect(upstream)
+                    pumps = [
+                        threading.Thread(target=_pipe, args=(self.request, far), daemon=True),
+                        threading.Thread(target=_pipe, args=(far, self.request), daemon=True),
+                    ]
+                    for pump in pumps:
+                        pump.start()
+                    for pump in pumps:
+                        pump.join()
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Forward)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def test_migrate_command_waits_for_a_database_that_comes_up_later(
+    empty_database: str, settings: Settings
+) -> None:
+    # The test server listens on a Unix socket only (its directory in the URL's `host`).
+    target = make_url(empty_database)
+    socket_dir = Path(str(target.query["host"]))
+    late = LateListener(str(next(socket_dir.glob(".s.PGSQL.*"))))
+    url = target.set(host="127.0.0.1", port=late.port, query={}).render_as_string(
+        hide_password=False
+    )
+    argv = services()["migrate"]["command"]
+    assert "--wait-seconds" in argv
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=container_env(settings, DATABASE_URL=url),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        late.open()
+        out, rest = process.communicate(timeout=60)
+    finally:
+        late.close()
+        if process.poll() is None:
+            process.kill()
+
+    assert first.startswith("waiting for the database"), first
+    assert process.returncode == 0, first + rest
+    assert "applied 0001:" in out
+
+
+def test_migrate_command_gives_up_in_bounded_time_naming_the_host_not_the_password(
+    settings: Settings,
+) -> None:
+    port = free_loopback_port()
+    url = f"postgresql://learning:s3cret-pw@127.0.0.1:{port}/learning"
+    argv = [*services()["migrate"]["command"][:-1], "1.5"]
+    started = time.monotonic()
+    result = run(argv, container_env(settings, DATABASE_URL=url))
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"the database at 127.0.0.1:{port}/learning did not accept connections" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_schedules_command_gives_up_in_bounded_time_when_temporal_never_answers(
+    settings: Settings,
+) -> None:
+    port = free_loopback_port()
+    argv = services()["schedules"]["command"]
+    wait_at = argv.index("--wait-seconds") + 1
+    argv = [*argv[:wait_at], "1.5", *argv[wait_at + 1 :]]
+    started = time.monotonic()
+    result = run(argv, container_env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{port}"))
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"Temporal at 127.0.0.1:{port} (namespace 'default') was not ready" in result.stderr

@@ -4,9 +4,17 @@
 # learning_platform/devstack.py). Safe to run again.
 set -eu
 
+# Bounded: TEMPORAL_WAIT_SECONDS (default 180), for engines that start this before the server
+# is healthy as well as for a server that never comes up.
+waited=0
 until temporal operator cluster health >/dev/null 2>&1; do
+    if [ "$waited" -ge "${TEMPORAL_WAIT_SECONDS:-180}" ]; then
+        echo "temporal at $TEMPORAL_ADDRESS did not answer within $waited s" >&2
+        exit 1
+    fi
     echo "waiting for temporal at $TEMPORAL_ADDRESS"
     sleep 2
+    waited=$((waited + 2))
 done
 
 if ! temporal operator namespace describe --namespace "$TEMPORAL_NAMESPACE" >/dev/null 2>&1; then

@@ -1,21 +1,27 @@
-"""`python -m learning_platform.migrations`: bring DATABASE_URL's schema to the head.
+"""`python -m learning_platform.migrations [--wait-seconds N]`: bring DATABASE_URL's schema to
+the head.
 
 The image's one-shot `migrate` service runs this before any worker or API starts. Running it
-again changes nothing and says so.
+again changes nothing and says so. With --wait-seconds it first waits up to N seconds for the
+database to accept connections, so start order holds even where the container engine does not
+wait for the database's healthcheck (podman-compose with podman < 4.6).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import Sequence
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from asyncpg import CannotConnectNowError
+from sqlalchemy.engine import Connection, make_url
 
-from learning_platform.command_line import CommandParser
+from learning_platform.command_line import CommandParser, bounded_int
 from learning_platform.database import check_database, create_engine
-from learning_platform.errors import UsageError
+from learning_platform.errors import UnavailableError, UsageError
 from learning_platform.migrations import alembic_config, upgrade
 from learning_platform.process_exit import reports_operator_errors
 from learning_platform.settings import get_settings
@@ -40,6 +46,40 @@ def current_revisions(database_url: str) -> set[str]:
     return asyncio.run(_current_revisions(database_url))
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """True for "not accepting connections yet" (refused, unknown host, starting up, timeout);
+    False for what waiting cannot fix (wrong password, no such database)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError | CannotConnectNowError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def wait_for_database(database_url: str, timeout_seconds: float) -> set[str]:
+    """current_revisions(), retried while the database is unreachable, for at most
+    `timeout_seconds`; then exits saying where it looked (host and port, never the password)."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.25
+    while True:
+        try:
+            return current_revisions(database_url)
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                url = make_url(database_url)
+                raise UnavailableError(
+                    f"the database at {url.host}:{url.port or 5432}/{url.database} did not accept "
+                    f"connections within {timeout_seconds:g} s ({type(exc).__name__}: {exc}); "
+                    "check that it runs and that DATABASE_URL names its host and port"
+                ) from exc
+            print(f"waiting for the database ({type(exc).__name__})", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def applied_between(database_url: str, before: set[str], after: set[str]) -> list[tuple[str, str]]:
     """(revision, description) of what moving from `before` to `after` ran, oldest first."""
     script = ScriptDirectory.from_config(alembic_config(database_url))
@@ -55,14 +95,19 @@ def applied_between(database_url: str, before: set[str], after: set[str]) -> lis
 
 @reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    CommandParser(prog="python -m learning_platform.migrations", description=__doc__).parse_args(
-        argv
+    parser = CommandParser(prog="python -m learning_platform.migrations", description=__doc__)
+    parser.add_argument(
+        "--wait-seconds",
+        type=bounded_int(0, 3600, "seconds"),
+        default=0,
+        help="wait up to this long for the database to accept connections (default: no wait)",
     )
+    args = parser.parse_args(argv)
     settings = get_settings()
     if settings.database_url is None:
         raise UsageError("DATABASE_URL is not set: point it at the application's PostgreSQL")
     database_url = settings.database_url.get_secret_value()
-    before = current_revisions(database_url)
+    before = wait_for_database(database_url, args.wait_seconds)
     upgrade(database_url)
     after = current_revisions(database_url)
     applied = applied_between(database_url, before, after)

@@ -1,0 +1,163 @@
+"""The project's own docker-compose.yml brought up with podman and podman-compose, the upstream
+images swapped for the local stand-ins (deploy/local/compose.override.yml), on free host ports,
+under a project name and image tags of its own, so it disturbs nothing else on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learning_platform.metrics import free_loopback_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINERS_CONF = ROOT / "deploy/local/containers.conf"
+COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "deploy/local/compose.override.yml"]
+PODMAN_COMPOSE = Path(sys.executable).parent / "podman-compose"
+STANDINS = ("postgres", "temporal", "prometheus")
+BUILD_TIMEOUT_SECONDS = 1200
+UP_TIMEOUT_SECONDS = 420
+
+
+@dataclass
+class Stack:
+    project: str
+    env: dict[str, str]
+    ports: dict[str, int]
+    empty_env_file: Path
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, workdir: Path) -> Stack:
+        if shutil.which("podman") is None:
+            raise RuntimeError("podman is not installed: `make test-containers` installs it")
+        tag = f"ci-{uuid.uuid4().hex[:8]}"
+        ports = {
+            name: free_loopback_port()
+            for name in ("TEMPORAL_HOST_PORT", "TEMPORAL_UI_HOST_PORT", "API_HOST_PORT")
+        }
+        ports["PROMETHEUS_HOST_PORT"] = free_loopback_port()
+        empty = workdir / "empty.env"
+        empty.write_text("")
+        env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(CONTAINERS_CONF),
+            "STANDIN_TAG": tag,
+            "APP_IMAGE": f"localhost/learning-jobs:{tag}",
+            "BUILD_ID": tag,
+            "APP_DB_PASSWORD": secrets.token_hex(12),
+            "TEMPORAL_DB_PASSWORD": secrets.token_hex(12),
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            **{name: str(port) for name, port in ports.items()},
+        }
+        return cls(project=f"ljci{tag[3:]}", env=env, ports=ports, empty_env_file=empty)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def run(self, argv: list[str], timeout: float = 120, check: bool = True) -> str:
+        result = subprocess.run(
+            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{argv} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+                f"{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    def compose(self, *args: str, timeout: float = 120) -> str:
+        files = [part for path in COMPOSE_FILES for part in ("-f", str(path))]
+        argv = [str(PODMAN_COMPOSE), "-p", self.project, "--env-file", str(self.empty_env_file)]
+        return self.run([*argv, *files, *args], timeout=timeout)
+
+    def podman(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        return self.run(["podman", *args], timeout=timeout, check=check)
+
+    def build(self) -> None:
+        self.run([str(ROOT / "deploy/local/build-images.sh")], timeout=BUILD_TIMEOUT_SECONDS)
+
+    def up(self) -> None:
+        # --no-deps: podman 4.3 cannot start a container whose dependency is a finished
+        # one-shot that itself depends on another ("depends on container … not found in input
+        # list"), so podman-compose starts every service in dependency order without podman's
+        # --requires and without waiting: each service waits for what it needs by itself.
+        self.compose("up", "-d", "--no-build", "--no-deps", timeout=UP_TIMEOUT_SECONDS)
+
+    # --- what runs --------------------------------------------------------------------------
+
+    def containers(self, service: str | None = None, *, every: bool = True) -> list[str]:
+        filters = ["--filter", f"label=io.podman.compose.project={self.project}"]
+        if service is not None:
+            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        listed = self.podman("ps", *(["-a"] if every else []), *filters, "--format", "{{.Names}}")
+        return sorted(listed.split())
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = json.loads(self.podman("inspect", name))
+        return found[0]
+
+    def logs(self, name: str) -> str:
+        result = subprocess.run(
+            ["podman", "logs", name], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        return result.stdout + result.stderr
+
+    def exec(self, service: str, *argv: str) -> str:
+        return self.podman("exec", self.containers(service)[0], *argv)
+
+    def psql(self, sql: str) -> str:
+        return self.exec(
+            "postgres", "psql", "-U", "learning", "-d", "learning", "-At", "-v",
+            "ON_ERROR_STOP=1", "-c", sql,
+        )  # fmt: skip
+
+    def url(self, port_variable: str) -> str:
+        return f"http://127.0.0.1:{self.ports[port_variable]}"
+
+    # --- cleaning up ------------------------------------------------------------------------
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, pods, networks and volumes of this project still on the machine."""
+        label = f"label=io.podman.compose.project={self.project}"
+        return {
+            "containers": self.podman(
+                "ps", "-a", "--filter", label, "--format", "{{.Names}}"
+            ).split(),
+            "pods": [
+                pod
+                for pod in self.podman("pod", "ps", "--format", "{{.Name}}").split()
+                if self.project in pod
+            ],
+            "networks": [
+                net
+                for net in self.podman("network", "ls", "--format", "{{.Name}}").split()
+                if net.startswith(f"{self.project}_")
+            ],
+            "volumes": self.podman(
+                "volume", "ls", "--filter", label, "--format", "{{.Name}}"
+            ).split(),
+        }
+
+    def remove_everything(self) -> None:
+        """Whatever a failed run left: containers, pods, networks, volumes, this run's images
+        and the build cache. The base image stays (deploy/local/build-base-image.sh reuses it)."""
+        left = self.leftovers()
+        for kind, names in (("rm", left["containers"]), ("pod", left["pods"])):
+            for name in names:
+                command = ["rm", "-f", name] if kind == "rm" else ["pod", "rm", "-f", name]
+                self.podman(*command, check=False)
+        for network in left["networks"]:
+            self.podman("network", "rm", "-f", network, check=False)
+        for volume in left["volumes"]:
+            self.podman("volume", "rm", "-f", volume, check=False)
+        tag = self.env["STANDIN_TAG"]
+        images = [self.env["APP_IMAGE"], *(f"localhost/learning-jobs-{s}:{tag}" for s in STANDINS)]
+        self.podman("rmi", "-f", *images, check=False)
+        self.podman("image", "prune", "-f", check=False)
