@@ -27,7 +27,7 @@ from datetime import UTC, datetime, tzinfo
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from learning_platform.command_line import CommandParser, bounded_int, shown
+from learning_platform.command_line import CommandParser, bounded_seconds, shown
 from learning_platform.errors import UnavailableError, UsageError
 from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.settings import Settings, get_settings
@@ -178,7 +178,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     root = CommandParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
     root.add_argument(
         "--wait-seconds",
-        type=bounded_int(0, 3600, "seconds"),
+        type=bounded_seconds(3600),
         default=0,
         help="wait up to this long for Temporal and its namespace (one-shots; default: no wait)",
     )

@@ -58,3 +58,21 @@ def bounded_int(low: int, high: int, what: str = "an integer") -> Callable[[str]
 
 
 database_id = bounded_int(1, MAX_DATABASE_ID, "an id")
+
+
+def bounded_seconds(high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds from 0 to `high` (no nan, no infinity)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be seconds from 0 to {high:g}, got {shown(text)}"
+            )
+        return value
+
+    parse.__name__ = "seconds"
+    return parse

@@ -88,7 +88,7 @@ class NamespaceMissingError(UsageError):
 async def connect_when_ready(settings: Settings, wait_seconds: float) -> Client:
     """connect(), retried while the server does not answer or its namespace is not created
     yet, for at most `wait_seconds`: a one-shot may be started before Temporal, or its namespace
-    setup, is done (engines that skip health conditions). Then the last error stands."""
+    setup, is done (engines that skip health conditions). Then the last error, saying so."""
     deadline = time.monotonic() + wait_seconds
     delay = 0.5
     while True:
@@ -96,7 +96,11 @@ async def connect_when_ready(settings: Settings, wait_seconds: float) -> Client:
             return await connect(settings)
         except (UnavailableError, NamespaceMissingError) as exc:
             if time.monotonic() + delay > deadline:
-                raise
+                options = connect_options(settings)
+                raise type(exc)(
+                    f"Temporal at {options['target_host']} (namespace {options['namespace']!r}) "
+                    f"was not ready within {wait_seconds:g} s: {exc}"
+                ) from exc
             print(f"waiting for Temporal: {exc}", file=sys.stderr, flush=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

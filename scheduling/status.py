@@ -101,11 +101,14 @@ async def _failure_message(client: Client, action: ScheduleActionExecutionStartW
     async for event in events:
         if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             continue
-        failure = event.workflow_execution_failed_event_attributes.failure
-        messages = [failure.message]
-        while failure.HasField("cause"):
-            failure = failure.cause
-            messages.append(failure.message)
+        # Decoded with the client's converter: with the payload codec on, messages are encrypted.
+        error: BaseException | None = await client.data_converter.decode_failure(
+            event.workflow_execution_failed_event_attributes.failure
+        )
+        messages = []
+        while error is not None:
+            messages.append(getattr(error, "message", None) or str(error))
+            error = error.__cause__
         return ": ".join(message for message in messages if message)
     return ""
 

@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client, WorkflowFailureError
 
 from contracts.browsing_sessions import UpdateMetricsInput
-from learning_platform.metrics import free_loopback_port
 from learning_platform.settings import Settings
 from tests.sse_helpers import api_process
 from tests.test_metrics import scrape
@@ -105,14 +104,14 @@ def exported_names(metrics_text: str) -> set[str]:
 
 @pytest.mark.usefixtures("engine")
 async def test_alerts_and_dashboards_query_only_exported_metrics(
-    client: Client, settings: Settings, tmp_path: Path
+    client: Client, settings: Settings, tmp_path: Path, empty_database: str
 ) -> None:
-    unreachable_db = f"postgresql://nobody@127.0.0.1:{free_loopback_port()}/none"
+    # Reachable (the worker's start-up check passes) but without the schema: its jobs fail.
     failing_queue = f"{settings.task_queue}-failing"
     pages = []
     with (
         running_worker(settings) as healthy,
-        running_worker(settings, TASK_QUEUE=failing_queue, DATABASE_URL=unreachable_db) as broken,
+        running_worker(settings, TASK_QUEUE=failing_queue, DATABASE_URL=empty_database) as broken,
     ):
         await client.execute_workflow(
             UpdateMetrics.run,

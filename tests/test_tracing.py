@@ -210,12 +210,12 @@ async def test_an_ended_session_is_one_trace_through_its_crawls_llm_calls_and_no
     root = by_name(list(spans), "POST /sessions/end")
     spans = [s for s in spans if s.context.trace_id == root.context.trace_id]
     start = by_name(spans, "StartWorkflow:ProcessSession")
-    summarize = by_name(spans, "RunActivity:summarize_session_pages")
+    summarize = by_name(spans, "RunActivity:summarize_session")
     pages_spans = [s for s in spans if s.name == "summarize page"]
     crawls = [s for s in spans if s.name == "crawl"]
     assert child_of(start, root)
-    assert child_of(summarize, by_name(spans, "StartActivity:summarize_session_pages"))
-    assert child_of(by_name(spans, "StartActivity:summarize_session_pages"), start)
+    assert child_of(summarize, by_name(spans, "StartActivity:summarize_session"))
+    assert child_of(by_name(spans, "StartActivity:summarize_session"), start)
     assert {(s.attributes or {})["url.full"] for s in pages_spans} == {
         f"{pages}/article/1",
         f"{pages}/missing",
@@ -226,9 +226,11 @@ async def test_an_ended_session_is_one_trace_through_its_crawls_llm_calls_and_no
     assert not failed_crawl.status.is_ok
     llm_summary = by_name(spans, "llm page_summary")
     assert any(child_of(llm_summary, page) for page in pages_spans)
-    assert child_of(by_name(spans, "llm mind_map"), by_name(spans, "RunActivity:build_mind_map"))
+    assert child_of(
+        by_name(spans, "llm mind_map"), by_name(spans, "RunActivity:build_session_mind_map")
+    )
     notify = by_name(spans, "write notification")
-    assert child_of(notify, by_name(spans, "RunActivity:complete_session"))
+    assert child_of(notify, by_name(spans, "RunActivity:complete_session_with_stored_map"))
     assert (notify.attributes or {})["notification.kind"] == "session_completed"
 
 

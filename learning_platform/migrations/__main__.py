@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from asyncpg import CannotConnectNowError
 from sqlalchemy.engine import Connection, make_url
 
-from learning_platform.command_line import CommandParser, bounded_int
+from learning_platform.command_line import CommandParser, bounded_seconds
 from learning_platform.database import check_database, create_engine
 from learning_platform.errors import UnavailableError, UsageError
 from learning_platform.migrations import alembic_config, upgrade
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = CommandParser(prog="python -m learning_platform.migrations", description=__doc__)
     parser.add_argument(
         "--wait-seconds",
-        type=bounded_int(0, 3600, "seconds"),
+        type=bounded_seconds(3600),
         default=0,
         help="wait up to this long for the database to accept connections (default: no wait)",
     )
