@@ -30,7 +30,7 @@ import anyio
 import asyncpg
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from learning_platform.api.hub import CatchUp, NotificationHub, Subscription
 from learning_platform.api.metrics import ApiMetrics
@@ -128,6 +128,30 @@ class RecentIds:
         return notification_id in self._ids
 
 
+class ResponseEnding:
+    """Tracks a response's messages so it can be completed if the stream stopped short.
+
+    On server shutdown sse-starlette cancels its stream without the final empty body; uvicorn
+    then logs "ASGI callable returned without completing response" at error level for every
+    client still connected (the live page open during Ctrl-C in `make dev`, say)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._started = False
+        self._completed = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self._completed = True
+        await self._send(message)
+
+    async def complete(self) -> None:
+        if self._started and not self._completed:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class NotificationStreamResponse(EventSourceResponse):
     """The SSE response, closable from the hub when its queue overflows."""
 
@@ -148,10 +172,12 @@ class NotificationStreamResponse(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._metrics.open_streams.inc()
+        ending = ResponseEnding(send)
         try:
             with anyio.CancelScope() as cancel_scope:
                 self._subscription.on_overflow = cancel_scope.cancel
-                await super().__call__(scope, receive, send)
+                await super().__call__(scope, receive, ending.send)
+            await ending.complete()
             if cancel_scope.cancelled_caught:
                 log.warning(
                     "closed a stream that fell behind; the client can resume with Last-Event-ID",

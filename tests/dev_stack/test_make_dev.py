@@ -204,7 +204,8 @@ async def test_the_temporal_ui_shows_every_schedule(
 ) -> None:
     """Also the README's screenshot: UPDATE_SCREENSHOTS=1 writes it into docs/."""
     schedules_url = next(url for url in dev.urls() if url.endswith("/schedules"))
-    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 1400, "height": 900})
     await page.goto(schedules_url)
     for schedule in (job.schedule_id for job in declared_schedules(Settings())):
         await page.get_by_text(schedule, exact=True).first.wait_for(timeout=BROWSER_WAIT_MS)

@@ -33,6 +33,7 @@ from learning_platform.settings import Settings
 from scheduling.declarations import declared_schedules
 from scheduling.sync import apply
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
+from tests.codec_keys import encrypting_converter
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.faults.next_build_workflows import NEXT_BUILD_WORKFLOWS, NEXT_RELAY_REVISION
 from tests.faults.report import FaultReport
@@ -154,6 +155,8 @@ async def replay_failures(workflow_type: str) -> tuple[int, int]:
     replayer = Replayer(
         workflows=NEXT_BUILD_WORKFLOWS,
         workflow_runner=SandboxedWorkflowRunner(restrictions=WORKFLOW_SANDBOX_RESTRICTIONS),
+        # Recordings made with the payload codec on decrypt with the tests' key.
+        data_converter=encrypting_converter(),
     )
 
     async def each() -> AsyncIterator[WorkflowHistory]:
