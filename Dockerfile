@@ -1,9 +1,10 @@
 # One image for every process of the service; the command picks the role:
-#   learning-jobs-worker                 Temporal worker (+ /metrics on METRICS_PORT)
-#   learning-jobs-api                    notification API (SSE) on API_HOST:API_PORT
-#   python -m learning_platform.migrations   one-shot: schema to the head
-#   learning-jobs-schedules apply        one-shot: schedules as code (also list/pause/trigger/...)
-#   learning-jobs-outbox dead-letters list
+#   learning-jobs worker                 Temporal worker (+ /metrics on METRICS_PORT)
+#   learning-jobs api                    notification API (SSE) on API_HOST:API_PORT
+#   learning-jobs migrate                one-shot: schema to the head
+#   learning-jobs schedules apply        one-shot: schedules as code (also list/pause/trigger/...)
+#   learning-jobs outbox dead-letters list
+#   learning-jobs codec-server           decrypts payloads for the Temporal UI and CLI
 # Only runtime dependencies are installed: not the `embedded` extra (PostgreSQL and Temporal
 # binaries for `make dev`), not `dev`. Production sets DATABASE_URL and TEMPORAL_ADDRESS.
 #
@@ -66,6 +67,6 @@ WORKDIR /var/lib/learning-jobs
 EXPOSE 9464 8000
 # Worker: its /metrics. The API's containers set HEALTHCHECK_URL=http://127.0.0.1:8000/healthz.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "learning_platform.healthcheck"]
+    CMD ["learning-jobs", "healthcheck"]
 STOPSIGNAL SIGTERM
-CMD ["learning-jobs-worker"]
+CMD ["learning-jobs", "worker"]

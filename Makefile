@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 setup: $(INSTALLED)
 
 dev: setup
-	$(BIN)/python dev.py
+	$(BIN)/learning-jobs dev
 
 lint: setup
 	$(BIN)/ruff check .

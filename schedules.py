@@ -1,15 +1,15 @@
 """Entry point: the service's Temporal schedules as code.
 
-    python schedules.py apply                 create / update / prune to match the declarations
-    python schedules.py diff                  what apply would do, changing nothing
-    python schedules.py list                  declared schedules with state and next run
-    python schedules.py status [ID]           last run (outcome, duration, counts), pause, next run
-    python schedules.py describe ID
-    python schedules.py pause ID --note "why"
-    python schedules.py unpause ID [--note "why"]
-    python schedules.py trigger ID            run now (the schedule's overlap policy applies)
-    python schedules.py backfill ID --start 2026-11-20T00:00 --end 2026-11-21T00:00
-    python schedules.py delete ID
+    learning-jobs schedules apply                 create / update / prune to match the declarations
+    learning-jobs schedules diff                  what apply would do, changing nothing
+    learning-jobs schedules list                  declared schedules with state and next run
+    learning-jobs schedules status [ID]           last run: outcome, duration, counts; pause
+    learning-jobs schedules describe ID
+    learning-jobs schedules pause ID --note "why"
+    learning-jobs schedules unpause ID [--note "why"]
+    learning-jobs schedules trigger ID            run now (the schedule's overlap policy applies)
+    learning-jobs schedules backfill ID --start 2026-11-20T00:00 --end 2026-11-21T00:00
+    learning-jobs schedules delete ID
 
 IDs are the declared ones (e.g. cleanup-stale-sessions); times without an offset are in
 SCHEDULE_TIMEZONE. Everything here can also be done with `temporal schedule ...` (see
@@ -27,14 +27,14 @@ from datetime import UTC, datetime, tzinfo
 from temporalio.client import Client, ScheduleBackfill, ScheduleHandle, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from learning_platform.command_line import CommandParser, bounded_seconds, shown
-from learning_platform.errors import UnavailableError, UsageError
-from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
-from learning_platform.settings import Settings, get_settings
-from learning_platform.temporal_connection import connect_when_ready
-from scheduling.declarations import declared_schedules
-from scheduling.status import render, schedule_statuses
-from scheduling.sync import apply, describe_or_none, full_id, plan
+from learning_platform.commands.arguments import CommandParser, bounded_seconds, shown
+from learning_platform.commands.process_exit import exits_without_teardown, reports_operator_errors
+from learning_platform.core.errors import UnavailableError, UsageError
+from learning_platform.core.settings import Settings, get_settings
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.status import render, schedule_statuses
+from learning_platform.scheduling.sync import apply, describe_or_none, full_id, plan
+from learning_platform.temporal.connection import connect_when_ready
 
 # Temporal keeps times as protobuf Timestamps: years 1 to 9999 in UTC. A schedule's first run
 # is after 1970, so an earlier backfill can only be a typo.
@@ -175,7 +175,7 @@ COMMANDS = {
 
 
 def parser(settings: Settings) -> argparse.ArgumentParser:
-    root = CommandParser(prog="schedules.py", description=__doc__.split("\n\n")[0])
+    root = CommandParser(prog="learning-jobs schedules", description=__doc__.split("\n\n")[0])
     root.add_argument(
         "--wait-seconds",
         type=bounded_seconds(3600),

@@ -3,7 +3,7 @@
 One worker polls the main task queue (every workflow, the database activities); one polls
 the AI queue (TASK_QUEUE + "-ai"), running at most AI_MAX_CONCURRENCY LLM activities at once.
 
-    python worker.py            # or: learning-jobs-worker
+    learning-jobs worker            # or, in a checkout: python worker.py
 
 At start it checks that it can work: settings valid, PostgreSQL reachable, Temporal reachable,
 the namespace there with the search attributes the workflows set. If not, it logs one line
@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
@@ -30,31 +31,34 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.registry import Dependencies, build_activities, build_ai_activities
-from contracts.ai_processing import ai_task_queue
-from learning_platform.command_line import CommandParser
-from learning_platform.database import check_database, create_engine, resolve_database_url
-from learning_platform.errors import UsageError
-from learning_platform.job_gauges import read_gauges
-from learning_platform.logs import configure_logging
-from learning_platform.metrics import (
+from learning_platform.commands.arguments import CommandParser
+from learning_platform.commands.process_exit import exits_without_teardown, reports_operator_errors
+from learning_platform.core.database import check_database, create_engine, resolve_database_url
+from learning_platform.core.errors import UsageError
+from learning_platform.core.gauges import read_gauges
+from learning_platform.core.logs import configure_logging
+from learning_platform.core.metrics import (
     JobGaugeCollector,
     SdkMetricsCollector,
     sdk_runtime_with_prometheus,
     serve_metrics,
 )
-from learning_platform.outbox_metrics import read_backlog
-from learning_platform.process_exit import exits_without_teardown, reports_operator_errors
-from learning_platform.settings import Settings, get_settings
-from learning_platform.temporal_connection import connect
-from learning_platform.tracing import configure_tracing
-from learning_platform.worker_checks import check_search_attributes
+from learning_platform.core.settings import Settings, get_settings
+from learning_platform.core.tracing import configure_tracing
+from learning_platform.jobs.ai_processing.contracts import ai_task_queue
+from learning_platform.jobs.outbox_relay.metrics import read_backlog
+from learning_platform.temporal.connection import connect
+from learning_platform.temporal.worker_checks import check_search_attributes
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
 
-# `contracts` is stdlib-only dataclasses and constants: shared with the sandbox instead of
-# re-imported for every workflow run, which cost ~100 ms of CPU per run (bench/ai_processing).
-WORKFLOW_SANDBOX_RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules("contracts")
+# The families' `contracts` (plain data and activity interfaces, the only modules workflows
+# import) are shared with the sandbox instead of re-imported for every workflow run, which cost
+# ~100 ms of CPU per run (bench/ai_processing).
+WORKFLOW_SANDBOX_RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules(
+    "learning_platform.jobs"
+)
 
 
 def worker_identity() -> str:
@@ -159,8 +163,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 @exits_without_teardown
 @reports_operator_errors
-def main() -> None:
-    CommandParser(prog="worker.py", description=__doc__.split("\n\n")[0]).parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    CommandParser(prog="learning-jobs worker", description=__doc__.split("\n\n")[0]).parse_args(
+        argv
+    )
     settings = get_settings()
     configure_logging(settings.log_level)
     configure_tracing(settings)

@@ -20,7 +20,12 @@ from temporalio.converter import value_to_type
 
 from activities.heartbeats import heartbeating
 from activities.llm_errors import as_application_error, llm_errors_as_application_errors
-from contracts.ai_processing import (
+from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
+from learning_platform.core.tracing import TRACER
+from learning_platform.crawler.fetch import Crawler, PageUnavailableError
+from learning_platform.jobs.ai_processing import queries as session_processing
+from learning_platform.jobs.ai_processing.ai import SessionAi, SummarizedPage
+from learning_platform.jobs.ai_processing.contracts import (
     BUILD_MIND_MAP,
     BUILD_SESSION_MIND_MAP,
     COMPLETE_SESSION,
@@ -53,12 +58,7 @@ from contracts.ai_processing import (
     SummarizeProgress,
     SummarizeSessionPagesParams,
 )
-from learning_platform import session_processing
-from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
-from learning_platform.ai.session_ai import SessionAi, SummarizedPage
-from learning_platform.crawler import Crawler, PageUnavailableError
-from learning_platform.session_workflows import start_session_workflow
-from learning_platform.tracing import TRACER
+from learning_platform.jobs.ai_processing.starters import start_session_workflow
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ class SessionAiActivities:
             with TRACER.start_as_current_span("crawl", attributes={"url.full": page.url}):
                 fetched = await self._crawler.fetch(page.url)
         except PageUnavailableError as exc:
-            # The crawler turns everything a page can cause into this (learning_platform.crawler).
+            # The crawler turns everything a page can cause into this (crawler/fetch.py).
             reason = exc.reason
             await self._record(session_id, page.url, "failed", exc.http_status, reason)
             activity.logger.info("page skipped", extra={"url": page.url, "reason": reason})

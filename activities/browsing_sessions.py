@@ -9,17 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
-from contracts.browsing_sessions import (
+from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.core.gauges import store_gauge
+from learning_platform.jobs.browsing_sessions import queries as browsing_sessions
+from learning_platform.jobs.browsing_sessions.contracts import (
     ACTIVE_SESSIONS_GAUGE,
     FAIL_STALE_SESSIONS,
     RECORD_ACTIVE_SESSIONS,
     FailStaleSessionsParams,
 )
-from learning_platform import browsing_sessions
-from learning_platform.browsing_sessions import SweepPosition
-from learning_platform.job_checkpoints import Checkpoint
-from learning_platform.job_gauges import store_gauge
-from learning_platform.models import ACTIVE_STATUSES
+from learning_platform.jobs.browsing_sessions.models import ACTIVE_STATUSES
+from learning_platform.jobs.browsing_sessions.queries import SweepPosition
 
 # Before any timestamp: a sweep's starting position.
 BEGINNING = datetime(1, 1, 1, tzinfo=UTC)

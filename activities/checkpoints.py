@@ -1,4 +1,4 @@
-"""The running activity's checkpoint (learning_platform.job_checkpoints): every attempt of one
+"""The running activity's checkpoint (learning_platform.core.checkpoints): every attempt of one
 activity shares it, a later run of the job does not."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
-from learning_platform.job_checkpoints import (
+from learning_platform.core.checkpoints import (
     Checkpoint,
     load_checkpoint,
     prune_checkpoints,

@@ -10,16 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
-from contracts.learn_stats import (
+from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.jobs.learn_stats import queries as learn_stats
+from learning_platform.jobs.learn_stats.contracts import (
     RECALCULATE_LEARN_STATS,
     RESET_BROKEN_STREAKS,
     LearnStatsDailyResult,
     LearnStatsJobParams,
     LearnStatsWeeklyResult,
 )
-from learning_platform import learn_stats
-from learning_platform.job_checkpoints import Checkpoint
-from learning_platform.learn_stats import BatchProgress
+from learning_platform.jobs.learn_stats.queries import BatchProgress
 
 Batch = Callable[[AsyncConnection, int], Awaitable[BatchProgress]]
 

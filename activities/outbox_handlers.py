@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
 from activities.question_sets import start_generation_workflow
-from learning_platform import learn_stats, question_sets
-from learning_platform.outbox_relay import EventHandler, MalformedEvent, PendingEvent
-from learning_platform.settings import Settings
-from learning_platform.tracing import continued_span
+from learning_platform.core.settings import Settings
+from learning_platform.core.tracing import continued_span
+from learning_platform.jobs.learn_stats import queries as learn_stats
+from learning_platform.jobs.outbox_relay.queries import EventHandler, MalformedEvent, PendingEvent
+from learning_platform.jobs.question_sets import queries as question_sets
 
 
 def int_field(event: PendingEvent, name: str) -> int:

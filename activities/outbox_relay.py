@@ -13,7 +13,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from contracts.outbox_relay import (
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.outbox_relay.contracts import (
     DRAIN_OUTBOX,
     ENSURE_OUTBOX_RELAY,
     OUTBOX_RELAY_WORKFLOW,
@@ -23,8 +24,7 @@ from contracts.outbox_relay import (
     EnsureOutboxRelayResult,
     OutboxRelayInput,
 )
-from learning_platform.outbox_relay import EventHandler, RetryPolicy, relay_batch
-from learning_platform.settings import Settings
+from learning_platform.jobs.outbox_relay.queries import EventHandler, RetryPolicy, relay_batch
 
 NOTIFY_CHANNEL = "outbox_events"
 

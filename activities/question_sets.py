@@ -16,7 +16,12 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
 from activities.llm_errors import llm_errors_as_application_errors
-from contracts.question_sets import (
+from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets import sources
+from learning_platform.jobs.question_sets.ai import NoQuestionsPossible, QuestionAi
+from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
     DELETE_UNUSED_SOURCES,
     FAIL_GENERATION_ATTEMPT,
@@ -40,11 +45,7 @@ from contracts.question_sets import (
     SaveGeneratedQuestionsParams,
     generation_workflow_id,
 )
-from learning_platform import question_sets, sources
-from learning_platform.ai.question_ai import NoQuestionsPossible, QuestionAi
-from learning_platform.job_checkpoints import Checkpoint
-from learning_platform.settings import Settings
-from learning_platform.source_text import BadSource, source_text
+from learning_platform.jobs.question_sets.source_text import BadSource, source_text
 from learning_platform.storage import ObjectNotFound, ObjectStorage
 
 

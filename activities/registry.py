@@ -17,10 +17,10 @@ from activities.outbox_handlers import build_handlers
 from activities.outbox_relay import OutboxRelayActivities
 from activities.question_sets import QuestionAiActivities, QuestionSetActivities
 from activities.retention import RetentionActivities
-from learning_platform.ai.question_ai import build_question_ai
-from learning_platform.ai.session_ai import build_session_ai
-from learning_platform.crawler import Crawler, CrawlPolicy, build_http_client
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.crawler.fetch import Crawler, CrawlPolicy, build_http_client
+from learning_platform.jobs.ai_processing.ai import build_session_ai
+from learning_platform.jobs.question_sets.ai import build_question_ai
 from learning_platform.storage import build_storage
 
 

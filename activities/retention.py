@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
-from contracts.retention import PRUNE_EXPIRED_ROWS, PruneParams
-from learning_platform import retention
-from learning_platform.job_checkpoints import Checkpoint
+from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.jobs.retention import queries as retention
+from learning_platform.jobs.retention.contracts import PRUNE_EXPIRED_ROWS, PruneParams
 
 
 def _encode(key: list[Any] | None) -> list[Any] | None:

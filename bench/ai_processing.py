@@ -36,13 +36,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from bench.stack import database_url
-from contracts.ai_processing import AiProcessingInput, ai_task_queue
-from learning_platform.database import create_engine
-from learning_platform.devstack import search_attribute_args, temporal_cli_path
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.database import create_engine
+from learning_platform.core.settings import PROJECT_ROOT, get_settings
+from learning_platform.dev.embedded_temporal import search_attribute_args, temporal_cli_path
+from learning_platform.jobs.ai_processing.contracts import AiProcessingInput, ai_task_queue
 from learning_platform.migrations import upgrade
-from learning_platform.payload_codec import data_converter
-from learning_platform.process_exit import exits_without_teardown
-from learning_platform.settings import PROJECT_ROOT, get_settings
+from learning_platform.temporal.payload_codec import data_converter
 from tests.ai_processing_helpers import summarising_responder
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages

@@ -20,12 +20,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from bench.stack import database_url
-from learning_platform.database import create_engine, resolve_database_url
-from learning_platform.devstack import search_attribute_args, temporal_cli_path
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.database import create_engine, resolve_database_url
+from learning_platform.core.settings import Settings
+from learning_platform.dev.embedded_temporal import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
-from learning_platform.payload_codec import data_converter, new_key
-from learning_platform.process_exit import exits_without_teardown
-from learning_platform.settings import Settings
+from learning_platform.temporal.payload_codec import data_converter, new_key
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI

@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.registry import Dependencies
 from bench.stack import BenchStack, bench_stack, timed
-from contracts.learn_stats import LearnStatsDailyInput, LearnStatsWeeklyInput
-from learning_platform import learn_stats
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.jobs.learn_stats import queries as learn_stats
+from learning_platform.jobs.learn_stats.contracts import LearnStatsDailyInput, LearnStatsWeeklyInput
 from worker import create_worker
 from workflows.learn_stats import LearnStatsDaily, LearnStatsWeekly
 

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, timed
-from contracts.outbox_relay import OutboxRelayInput
-from learning_platform.learn_stats import record_learning
-from learning_platform.outbox_relay import RetryPolicy, relay_batch
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.jobs.learn_stats.queries import record_learning
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
+from learning_platform.jobs.outbox_relay.queries import RetryPolicy, relay_batch
 from workflows.outbox_relay import OutboxRelay
 
 # Bench-only: when each event left the outbox (the relay's DELETE, just before its commit).

@@ -25,10 +25,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, timed
-from contracts.question_sets import QuestionSetCleanupInput
-from learning_platform import question_sets
-from learning_platform.models import MAX_QUESTION_SET_RETRIES
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets.contracts import QuestionSetCleanupInput
+from learning_platform.jobs.question_sets.models import MAX_QUESTION_SET_RETRIES
 from workflows.question_sets import QuestionSetCleanup
 
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -127,7 +127,7 @@ async def equivalent_raw_sql(engine: AsyncEngine) -> int:
 
 
 async def batches_alone(engine: AsyncEngine, batch_size: int) -> int:
-    """The job's SQL (learning_platform.question_sets.fail_stale_batch) without Temporal."""
+    """The job's SQL (`question_sets.queries.fail_stale_batch`) without Temporal."""
     total, position = 0, question_sets.CLEANUP_START
     while True:
         async with engine.begin() as conn:

@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, timed
-from contracts.retention import RetentionInput
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.jobs.retention.contracts import RetentionInput
 from workflows.retention import Retention
 
 SCHEDULED = datetime(2026, 11, 20, 3, 30, tzinfo=UTC)

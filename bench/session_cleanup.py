@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, timed
-from contracts.browsing_sessions import CleanupStaleSessionsInput
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
 from workflows.browsing_sessions import CleanupStaleSessions
 
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""1,000 concurrent notification streams on one API process (`python api.py`).
+"""1,000 concurrent notification streams on one API process (`learning-jobs api`).
 
     .venv/bin/python -m bench.sse_streams [--streams 1000] [--window 30] [--notifications 500]
 
@@ -33,12 +33,12 @@ import httpx
 import psutil
 from pydantic import SecretStr
 
-from learning_platform.api.auth import mint_token
-from learning_platform.database import create_engine, libpq_url
-from learning_platform.metrics import free_loopback_port
+from learning_platform.core.database import create_engine, libpq_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.notifications import record_notification
+from learning_platform.core.settings import PROJECT_ROOT, Settings
 from learning_platform.migrations import upgrade
-from learning_platform.notifications import record_notification
-from learning_platform.settings import PROJECT_ROOT, Settings
+from learning_platform.notification_api.auth import mint_token
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 HEARTBEAT_SECONDS = 3.0
@@ -170,7 +170,14 @@ async def start_api(database_url: str, streams: int, log: Path) -> tuple[Any, st
     }
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "api.py", cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+            sys.executable,
+            "-m",
+            "learning_platform",
+            "api",
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     base_url = f"http://127.0.0.1:{port}"
     async with asyncio.timeout(60), httpx.AsyncClient(base_url=base_url) as http:

@@ -19,11 +19,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
-from learning_platform.database import create_engine, start_embedded_postgres
-from learning_platform.devstack import search_attribute_args, temporal_cli_path
+from learning_platform.core.database import create_engine, start_embedded_postgres
+from learning_platform.core.settings import Settings
+from learning_platform.dev.embedded_temporal import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
-from learning_platform.payload_codec import data_converter
-from learning_platform.settings import Settings
+from learning_platform.temporal.payload_codec import data_converter
 from worker import create_worker
 
 T = TypeVar("T")

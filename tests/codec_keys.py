@@ -10,8 +10,8 @@ import json
 from pydantic import SecretStr
 from temporalio.converter import DataConverter
 
-from learning_platform.payload_codec import data_converter
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.temporal.payload_codec import data_converter
 
 TEST_KEY_ID = "test-2026-12"
 TEST_KEY = "dGVzdC1vbmx5LWtleS1wdWJsaXNoZWQtbm90LXNlY3I="  # 32 bytes

@@ -22,11 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.registry import Dependencies
-from learning_platform.database import create_engine, libpq_url, start_embedded_postgres
-from learning_platform.devstack import search_attribute_args, temporal_cli_path
+from learning_platform.core.database import create_engine, libpq_url, start_embedded_postgres
+from learning_platform.core.models import Base
+from learning_platform.core.settings import Settings
+from learning_platform.dev.embedded_temporal import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
-from learning_platform.models import Base
-from learning_platform.settings import Settings
 from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from worker import create_workers
 

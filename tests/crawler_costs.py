@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from learning_platform.crawler import Crawler, CrawlPolicy, Page, PageUnavailableError
+from learning_platform.crawler.fetch import Crawler, CrawlPolicy, Page, PageUnavailableError
 
 CAP = 200_000
 DEADLINE = 2.0

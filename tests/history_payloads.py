@@ -13,8 +13,12 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from activities.registry import Dependencies
-from contracts.ai_processing import ProcessSessionInput, ProcessSessionResult, session_workflow_id
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import (
+    ProcessSessionInput,
+    ProcessSessionResult,
+    session_workflow_id,
+)
 from worker import create_workers
 from workflows.ai_processing import ProcessSession
 

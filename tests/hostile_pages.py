@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from learning_platform.metrics import free_loopback_port
+from learning_platform.core.metrics import free_loopback_port
 
 _REQUEST_HEAD_LIMIT = 64 * 1024
 

@@ -13,10 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from activities.outbox_handlers import build_handlers
-from learning_platform.learn_stats import record_learning
-from learning_platform.outbox import enqueue_event
-from learning_platform.outbox_relay import BatchOutcome, EventHandler, RetryPolicy, relay_batch
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.learn_stats.queries import record_learning
+from learning_platform.jobs.outbox_relay.events import enqueue_event
+from learning_platform.jobs.outbox_relay.queries import (
+    BatchOutcome,
+    EventHandler,
+    RetryPolicy,
+    relay_batch,
+)
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.05)
 

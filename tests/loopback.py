@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from learning_platform.metrics import free_loopback_port
+from learning_platform.core.metrics import free_loopback_port
 
 
 @contextmanager

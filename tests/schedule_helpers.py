@@ -16,8 +16,8 @@ from temporalio.client import (
     WorkflowHandle,
 )
 
-from learning_platform.settings import Settings
-from scheduling.sync import full_id
+from learning_platform.core.settings import Settings
+from learning_platform.scheduling.sync import full_id
 
 POLL_SECONDS = 0.1
 

@@ -22,13 +22,13 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.api import create_app
-from learning_platform.api.app import STREAM_PATH
-from learning_platform.api.server import server_config
-from learning_platform.database import resolve_database_url
-from learning_platform.metrics import free_loopback_port
-from learning_platform.notifications import record_notification
-from learning_platform.settings import PROJECT_ROOT, Settings
+from learning_platform.core.database import resolve_database_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.notifications import record_notification
+from learning_platform.core.settings import PROJECT_ROOT, Settings
+from learning_platform.notification_api import create_app
+from learning_platform.notification_api.app import STREAM_PATH
+from learning_platform.notification_api.server import server_config
 
 SECRET = "test-secret-long-enough-for-hs512-" + "s" * 30  # 64 bytes: no key-length warning
 HEARTBEAT = 0.25
@@ -238,13 +238,15 @@ async def api_process(
     extra_env: Mapping[str, str] | None = None,
     port: int | None = None,
 ) -> AsyncIterator[str]:
-    """`python api.py` as its own process; yields its base URL once /healthz answers 200.
+    """`learning-jobs api` as its own process; yields its base URL once /healthz answers 200.
     A `port` given again serves a restarted API at the same URL."""
     port = port or free_loopback_port()
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "api.py",
+            "-m",
+            "learning_platform",
+            "api",
             cwd=PROJECT_ROOT,
             env={**api_environment(settings, port), **(extra_env or {})},
             stdout=log,

@@ -13,21 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-import sessions as sessions_cli
+import learning_platform.commands.sessions as sessions_cli
 from activities.registry import Dependencies
-from contracts.ai_processing import (
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import (
     AiProcessingInput,
     AiProcessingResult,
     ProcessSessionInput,
     ProcessSessionResult,
     session_workflow_id,
 )
-from learning_platform.session_workflows import (
+from learning_platform.jobs.ai_processing.starters import (
     SESSION_ID,
     SessionNotWaitingError,
     process_session_now,
 )
-from learning_platform.settings import Settings
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from activities.registry import Dependencies
-from contracts.ai_processing import ProcessSessionResult, session_workflow_id
-from learning_platform.session_workflows import process_session_now
-from learning_platform.settings import PROJECT_ROOT, Settings
+from learning_platform.core.settings import PROJECT_ROOT, Settings
+from learning_platform.jobs.ai_processing.contracts import ProcessSessionResult, session_workflow_id
+from learning_platform.jobs.ai_processing.starters import process_session_now
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply

@@ -15,8 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.registry import Dependencies
-from contracts.ai_processing import ProcessSessionInput, session_workflow_id
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import ProcessSessionInput, session_workflow_id
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI

@@ -16,8 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client, WorkflowFailureError
 
-from contracts.browsing_sessions import UpdateMetricsInput
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.browsing_sessions.contracts import UpdateMetricsInput
 from tests.sse_helpers import api_process
 from tests.test_metrics import scrape
 from tests.worker_process import running_worker

@@ -2,7 +2,7 @@
 
 Every malformed header gets a 400-class answer whose JSON `error` and `WWW-Authenticate` error
 agree; clients that hold a connection without finishing their request are disconnected; the
-log of a real `api.py` process holds no token, whatever the client did with it.
+log of a real `learning-jobs api` process holds no token, whatever the client did with it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
 from tests.sse_helpers import (
     STREAM_PATH,
     Comment,
@@ -230,7 +230,7 @@ async def test_open_streams_outlive_the_request_read_deadline(base_url: str) -> 
 
 
 async def test_no_token_reaches_the_log(api_settings: Settings, tmp_path: Path) -> None:
-    """The log of a real `python api.py` at INFO, after a client sent tokens every wrong way."""
+    """The log of a real `learning-jobs api` at INFO, after a client sent tokens every wrong way."""
     log_path = tmp_path / "api.log"
     secrets = {
         "header token": token(1),

@@ -22,8 +22,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.api.auth import AuthError, TokenVerifier
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.notification_api.auth import AuthError, TokenVerifier
 from tests.sse_helpers import SECRET, STREAM_PATH, api_server, api_settings, token
 
 __all__ = ["api_settings"]  # a fixture

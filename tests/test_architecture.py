@@ -1,5 +1,13 @@
-"""The import direction of DESIGN.md, checked on the source: entry points → workflows →
-contracts; activities → domain package; the domain package imports neither."""
+"""The layout's import rules (docs/architecture.md), checked on the source:
+
+- workflows import no I/O library, no activity code, and of the package only the job
+  families' `contracts` modules (plain data and activity interfaces);
+- `contracts` modules import only the standard library, Temporal's activity definitions and
+  other contracts;
+- the package imports neither `workflows` nor `activities`;
+- production code imports nothing of the dev tooling (`learning_platform.dev`);
+- the notification API uses only the shared core (no job family's code).
+"""
 
 from __future__ import annotations
 
@@ -9,39 +17,91 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "learning_platform"
 IO_LIBRARIES = {"sqlalchemy", "asyncpg", "httpx", "openai", "aioboto3", "botocore", "trafilatura"}
+CONTRACT_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "typing"}
 
 
-def imported_top_levels(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, as dotted names (`from a.b import c` gives `a.b`)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
 
 
-def modules(package: str) -> list[Path]:
-    found = sorted((ROOT / package).rglob("*.py"))
-    assert found, f"no modules under {package}/"
+def top_levels(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+def is_contracts(module: str) -> bool:
+    return module.startswith("learning_platform.jobs.") and module.endswith(".contracts")
+
+
+def python_files(folder: Path) -> list[Path]:
+    found = sorted(folder.rglob("*.py"))
+    assert found, f"no modules under {folder}"
     return found
 
 
-@pytest.mark.parametrize("path", modules("workflows"), ids=lambda p: p.name)
-def test_workflows_import_no_io_and_no_activity_code(path: Path) -> None:
-    forbidden = IO_LIBRARIES | {"learning_platform", "activities"}
-    assert imported_top_levels(path) & forbidden == set()
+def name(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", modules("contracts"), ids=lambda p: p.name)
-def test_contracts_are_plain_data(path: Path) -> None:
-    assert imported_top_levels(path) <= {"__future__", "dataclasses", "datetime", "typing", "enum"}
+@pytest.mark.parametrize("path", python_files(ROOT / "workflows"), ids=name)
+def test_workflows_import_no_io_no_activities_and_only_contracts(path: Path) -> None:
+    imported = imported_modules(path)
+    assert top_levels(imported) & (IO_LIBRARIES | {"activities"}) == set()
+    package_imports = {m for m in imported if m.split(".")[0] == "learning_platform"}
+    assert {m for m in package_imports if not is_contracts(m)} == set()
 
 
-@pytest.mark.parametrize(
-    "path", modules("learning_platform"), ids=lambda p: str(p.relative_to(ROOT))
-)
-def test_domain_package_imports_neither_workflows_nor_activities(path: Path) -> None:
-    assert imported_top_levels(path) & {"workflows", "activities", "scheduling"} == set()
+CONTRACTS = sorted(PACKAGE.glob("jobs/**/contracts.py"))
+
+
+@pytest.mark.parametrize("path", CONTRACTS, ids=name)
+def test_contracts_are_plain_data_and_activity_interfaces(path: Path) -> None:
+    imported = imported_modules(path)
+    allowed = {m for m in imported if m.split(".")[0] in CONTRACT_IMPORTS or is_contracts(m)}
+    allowed |= {m for m in imported if m in {"temporalio.activity", "temporalio"}}
+    assert imported - allowed == set()
+
+
+def test_every_job_family_has_its_contracts() -> None:
+    families = {p.parent.name for p in PACKAGE.glob("jobs/*/__init__.py")}
+    assert families == {p.parent.name for p in CONTRACTS if p.parent.name != "jobs"}
+    assert families <= {p.stem for p in (ROOT / "workflows").glob("*.py")}
+    assert families <= {p.stem for p in (ROOT / "activities").glob("*.py")}
+
+
+@pytest.mark.parametrize("path", python_files(PACKAGE), ids=name)
+def test_package_imports_neither_workflows_nor_activities(path: Path) -> None:
+    assert top_levels(imported_modules(path)) & {"workflows", "activities"} == set()
+
+
+PRODUCTION = [
+    p
+    for p in [*python_files(PACKAGE), *python_files(ROOT / "activities"), ROOT / "worker.py"]
+    if "dev" not in p.relative_to(PACKAGE if p.is_relative_to(PACKAGE) else ROOT).parts[:1]
+]
+
+
+@pytest.mark.parametrize("path", PRODUCTION, ids=name)
+def test_production_code_imports_no_dev_tooling(path: Path) -> None:
+    imported = imported_modules(path)
+    assert {m for m in imported if m.startswith("learning_platform.dev")} == set()
+
+
+@pytest.mark.parametrize("path", python_files(PACKAGE / "notification_api"), ids=name)
+def test_notification_api_uses_only_the_shared_core(path: Path) -> None:
+    imported = {m for m in imported_modules(path) if m.startswith("learning_platform.")}
+    outside = {
+        m
+        for m in imported
+        if not m.startswith(("learning_platform.core", "learning_platform.notification_api"))
+    }
+    assert outside == set()

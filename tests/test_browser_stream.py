@@ -2,7 +2,7 @@
 
 The page is the API's own live page (learning_platform/api/pages/live.html), served by this
 test on loopback origins: one listed in API_CORS_ORIGINS, one not. The API is a real
-`python api.py` process, stopped and started again on the same port mid-test.
+`learning-jobs api` process, stopped and started again on the same port mid-test.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
-from learning_platform.api.browser import COOKIE_NAME
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import PROJECT_ROOT, Settings
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import PROJECT_ROOT, Settings
+from learning_platform.notification_api.browser import COOKIE_NAME
 from tests.chromium import chromium
 from tests.factories import add_user
 from tests.loopback import serve_in_thread

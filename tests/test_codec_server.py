@@ -22,16 +22,16 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
-from contracts.ai_processing import ProcessSessionInput, ProcessSessionResult
-from learning_platform.codec_server import (
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
+from learning_platform.dev.embedded_temporal import start_dev_server, temporal_cli_path
+from learning_platform.jobs.ai_processing.contracts import ProcessSessionInput, ProcessSessionResult
+from learning_platform.temporal.codec_server import (
     MAX_BODY_BYTES,
     CodecServerConfigError,
     create_codec_app,
 )
-from learning_platform.devstack import start_dev_server, temporal_cli_path
-from learning_platform.metrics import free_loopback_port
-from learning_platform.payload_codec import ENCODING, data_converter, new_key
-from learning_platform.settings import Settings
+from learning_platform.temporal.payload_codec import ENCODING, data_converter, new_key
 from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from tests.loopback import serve_in_thread
 from workflows.ai_processing import ProcessSession

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from learning_platform.crawler import (
+from learning_platform.crawler.fetch import (
     Crawler,
     CrawlPolicy,
     PageUnavailableError,

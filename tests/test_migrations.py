@@ -9,10 +9,10 @@ import asyncpg
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from learning_platform.database import libpq_url
+from learning_platform.commands.migrate import current_revisions
+from learning_platform.core.database import libpq_url
 from learning_platform.migrations import alembic_config, upgrade
-from learning_platform.migrations.__main__ import current_revisions
-from learning_platform.models import Base
+from learning_platform.schema import metadata
 
 # The four heads main had before the history was joined (each revised 0001).
 BRANCH_HEADS = ("0002", "0003", "0004", "0005")
@@ -46,7 +46,7 @@ async def test_upgrade_head_builds_every_table_on_an_empty_database(empty_databa
     await in_thread(command.upgrade, alembic_config(empty_database), "head")
 
     assert await in_thread(current_revisions, empty_database) == {head_revision()}
-    assert set(Base.metadata.tables) <= await table_names(empty_database)
+    assert set(metadata.tables) <= await table_names(empty_database)
 
 
 async def test_a_database_at_the_old_branch_heads_upgrades_to_the_one_head(
@@ -71,4 +71,4 @@ async def test_downgrade_to_base_and_back_round_trips(empty_database: str) -> No
     await in_thread(upgrade, empty_database)
 
     assert await in_thread(current_revisions, empty_database) == {head_revision()}
-    assert set(Base.metadata.tables) <= await table_names(empty_database)
+    assert set(metadata.tables) <= await table_names(empty_database)

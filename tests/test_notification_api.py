@@ -24,10 +24,10 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.database import create_engine
+from learning_platform.core.database import create_engine
+from learning_platform.core.notifications import record_notification
+from learning_platform.core.settings import PROJECT_ROOT, Settings
 from learning_platform.migrations import upgrade
-from learning_platform.notifications import record_notification
-from learning_platform.settings import PROJECT_ROOT, Settings
 from tests.factories import add_user
 from tests.sse_helpers import (
     HEARTBEAT,
@@ -281,7 +281,7 @@ async def test_two_api_processes_both_deliver(
 ) -> None:
     user = await add_user(engine)
     minter = await asyncio.create_subprocess_exec(
-        sys.executable, "api.py", "token", str(user),
+        sys.executable, "-m", "learning_platform", "api", "token", str(user),
         cwd=PROJECT_ROOT, env={"JWT_SECRET": SECRET}, stdout=subprocess.PIPE,
     )  # fmt: skip
     minted = (await minter.communicate())[0].decode().strip()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
 from learning_platform.storage import (
     LocalObjectStorage,
     ObjectNotFound,

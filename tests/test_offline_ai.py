@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learning_platform.ai import offline
-from learning_platform.ai.session_ai import OfflineSessionAi, SummarizedPage
+from learning_platform.jobs.ai_processing.ai import OfflineSessionAi, SummarizedPage
 
 ARTICLE = (
     "Spaced repetition is a learning technique. Reviews of material are spaced over "

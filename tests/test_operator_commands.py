@@ -9,10 +9,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.command_line import MAX_DATABASE_ID
-from learning_platform.database import resolve_database_url
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import Settings
+from learning_platform.commands.arguments import MAX_DATABASE_ID
+from learning_platform.core.database import resolve_database_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
 from tests.command_runs import one_line_failures, run_at_once
 from tests.worker_process import worker_env
 
@@ -66,35 +66,35 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
             "Temporal namespace 'no-such-namespace' does not exist",
         ),
         "list a negative number of dead letters": (
-            ["outbox.py", "dead-letters", "list", "--limit", "-1"],
+            ["-m", "learning_platform", "outbox", "dead-letters", "list", "--limit", "-1"],
             "argument --limit: must be an integer from 1 to 10000, got '-1'",
         ),
         "requeue an id beyond int64": (
-            ["outbox.py", "dead-letters", "requeue", BEYOND_INT64],
+            ["-m", "learning_platform", "outbox", "dead-letters", "requeue", BEYOND_INT64],
             f"must be an id from 1 to {MAX_DATABASE_ID}",
         ),
         "requeue a 5000-digit id": (
-            ["outbox.py", "dead-letters", "requeue", "9" * 5000],
+            ["-m", "learning_platform", "outbox", "dead-letters", "requeue", "9" * 5000],
             "(5000 characters)",
         ),
         "process a session id beyond int64": (
-            ["sessions.py", "process", BEYOND_INT64],
+            ["-m", "learning_platform", "sessions", "process", BEYOND_INT64],
             "argument session_id: must be an id from 1",
         ),
         "process a session that does not exist": (
-            ["sessions.py", "process", "424242"],
+            ["-m", "learning_platform", "sessions", "process", "424242"],
             "session 424242 does not exist",
         ),
         "a token for a user id beyond int64": (
-            ["api.py", "token", BEYOND_INT64],
+            ["-m", "learning_platform", "api", "token", BEYOND_INT64],
             "argument user_id: must be an id from 1",
         ),
         "a token that never expires": (
-            ["api.py", "token", "1", "--ttl-minutes", "nan"],
+            ["-m", "learning_platform", "api", "token", "1", "--ttl-minutes", "nan"],
             "argument --ttl-minutes: must be minutes from 1 to",
         ),
         "migrations with an argument they do not take": (
-            ["-m", "learning_platform.migrations", "--revision", "base"],
+            ["-m", "learning_platform", "migrate", "--revision", "base"],
             "unrecognized arguments: --revision base",
         ),
         "a worker with an argument it does not take": (
@@ -102,7 +102,7 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
             "unrecognized arguments: --once",
         ),
         "a Temporal address that is not one": (
-            ["sessions.py", "process", "1"],
+            ["-m", "learning_platform", "sessions", "process", "1"],
             "TEMPORAL_ADDRESS '127.0.0.1:99999' is not a HOST:PORT address",
         ),
     }
@@ -134,13 +134,25 @@ def test_unreachable_servers_end_in_one_line_and_status_1_without_the_password(
     database_down = "/app is unreachable: Connection refused; check DATABASE_URL"
     temporal_down = f"Temporal at 127.0.0.1:{temporal_port} is unreachable (Connection refused)"
     cases = {
-        "dead letters, database down": (["outbox.py", "dead-letters", "list"], no_database),
-        "process a session, database down": (["sessions.py", "process", "1"], no_database),
-        "migrations, database down": (["-m", "learning_platform.migrations"], no_database),
+        "dead letters, database down": (
+            ["-m", "learning_platform", "outbox", "dead-letters", "list"],
+            no_database,
+        ),
+        "process a session, database down": (
+            ["-m", "learning_platform", "sessions", "process", "1"],
+            no_database,
+        ),
+        "migrations, database down": (["-m", "learning_platform", "migrate"], no_database),
         "schedules, Temporal down": (["schedules.py", "list"], no_temporal),
-        "process a session, Temporal down": (["sessions.py", "process", "1"], no_temporal),
+        "process a session, Temporal down": (
+            ["-m", "learning_platform", "sessions", "process", "1"],
+            no_temporal,
+        ),
         "trigger before apply": (["schedules.py", "trigger", "cleanup-stale-sessions"], env),
-        "a database that does not exist": (["outbox.py", "dead-letters", "list"], no_such_db),
+        "a database that does not exist": (
+            ["-m", "learning_platform", "outbox", "dead-letters", "list"],
+            no_such_db,
+        ),
     }
     expected = {
         name: 'is unreachable: database "no_such_db" does not exist'
@@ -162,7 +174,7 @@ def test_unreachable_servers_end_in_one_line_and_status_1_without_the_password(
 
 
 def test_debug_adds_the_traceback(settings: Settings) -> None:
-    argv = ["outbox.py", "dead-letters", "list", "--debug"]
+    argv = ["-m", "learning_platform", "outbox", "dead-letters", "list", "--debug"]
     results = run_at_once(
         {
             "debug": (
@@ -198,7 +210,7 @@ async def test_requeue_of_ids_that_do_not_exist_names_them_and_requeues_nothing(
             )
         )
     env = worker_env(settings)
-    requeue = ["outbox.py", "dead-letters", "requeue"]
+    requeue = ["-m", "learning_platform", "outbox", "dead-letters", "requeue"]
 
     mixed = run_at_once({"mixed": ([*requeue, "7", "900001", "900000", "7"], env)})["mixed"]
     left = await dead_letter_ids(engine)

@@ -15,11 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
 
 from activities.registry import Dependencies
-from contracts.outbox_relay import EnsureOutboxRelayInput, OutboxRelayInput
-from contracts.question_sets import generation_workflow_id
-from learning_platform.database import create_engine
-from learning_platform.outbox_relay import EventHandler, MalformedEvent, PendingEvent, relay_batch
-from learning_platform.settings import Settings
+from learning_platform.core.database import create_engine
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.outbox_relay.contracts import EnsureOutboxRelayInput, OutboxRelayInput
+from learning_platform.jobs.outbox_relay.queries import (
+    EventHandler,
+    MalformedEvent,
+    PendingEvent,
+    relay_batch,
+)
+from learning_platform.jobs.question_sets.contracts import generation_workflow_id
 from tests.factories import add_user
 from tests.learning_helpers import (
     FAST_RETRY,
@@ -31,7 +36,7 @@ from tests.learning_helpers import (
     stats,
     wait_for,
 )
-from tests.worker_process import PROJECT_ROOT, running_worker, worker_env
+from tests.worker_process import running_worker, worker_env
 from worker import create_worker
 from workflows.outbox_relay import EnsureOutboxRelay, OutboxRelay
 
@@ -273,7 +278,7 @@ async def test_worker_killed_between_handling_and_deleting_redelivers_once(
 
 def run_cli(settings: Settings, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "outbox.py"), *args],
+        [sys.executable, "-m", "learning_platform", "outbox", *args],
         env=worker_env(settings),
         capture_output=True,
         text=True,

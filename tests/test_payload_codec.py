@@ -11,8 +11,9 @@ from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter
 
-from contracts.ai_processing import PageRef
-from learning_platform.payload_codec import (
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import PageRef
+from learning_platform.temporal.payload_codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -21,7 +22,6 @@ from learning_platform.payload_codec import (
     new_key,
     parse_keys,
 )
-from learning_platform.settings import Settings
 
 KEY_A, KEY_B = new_key(), new_key()
 PRIVATE = PageRef(url="https://clinic.example/my-diagnosis", title="What my results mean")

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
-from contracts.ai_processing import ProcessSessionResult
-from learning_platform.payload_codec import ENCODING
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply, full_id, plan
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import ProcessSessionResult
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply, full_id, plan
+from learning_platform.temporal.payload_codec import ENCODING
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI

@@ -1,5 +1,5 @@
 """Entry points end without interpreter teardown but with the status, output and atexit work
-a normal exit would have (learning_platform.process_exit)."""
+a normal exit would have (learning_platform.commands.process_exit)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-import dev
+import learning_platform.commands.sessions as sessions
+import learning_platform.dev.stack as dev
 import schedules
-import sessions
 import worker
 
 SCRIPT = """
 import atexit, sys
-from learning_platform.process_exit import exits_without_teardown
+from learning_platform.commands.process_exit import exits_without_teardown
 
 atexit.register(lambda: print("atexit ran"))
 

@@ -9,8 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from learning_platform.crawler import Crawler, CrawlPolicy, PageUnavailableError
-from learning_platform.public_addresses import NON_PUBLIC_IPV4, ip_literal, is_public_address
+from learning_platform.crawler.fetch import Crawler, CrawlPolicy, PageUnavailableError
+from learning_platform.crawler.public_addresses import (
+    NON_PUBLIC_IPV4,
+    ip_literal,
+    is_public_address,
+)
 from tests.address_oracle import LoopbackOnlyTransport, loopback_client, oracle_non_public
 
 # "3.11 says global": Python 3.11's `is_global` calls these global.

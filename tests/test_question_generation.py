@@ -16,14 +16,14 @@ from temporalio.worker import Worker
 
 from activities.question_sets import request_and_start_question_set, start_generation_workflow
 from activities.registry import Dependencies
-from contracts.question_sets import (
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets.contracts import (
     SAVE_GENERATED_QUESTIONS,
     QuestionGenerationInput,
     QuestionGenerationResult,
     generation_workflow_id,
 )
-from learning_platform import question_sets
-from learning_platform.settings import Settings
 from learning_platform.storage import build_storage
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, Reply

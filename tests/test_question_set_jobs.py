@@ -15,19 +15,19 @@ from temporalio.worker import Worker
 
 from activities.checkpoints import checkpoint_key
 from activities.question_sets import QuestionSetActivities
-from contracts.question_sets import (
+from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets.contracts import (
     FailStaleQuestionSetsParams,
     QuestionSetCleanupInput,
     QuestionSetCleanupResult,
     QuestionSetRetryInput,
     QuestionSetRetryResult,
 )
-from learning_platform import question_sets
-from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
-from learning_platform.settings import Settings
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import build_schedule
 from learning_platform.storage import build_storage
-from scheduling.declarations import declared_schedules
-from scheduling.sync import build_schedule
 from tests.factories import add_user
 from tests.question_set_factories import add_question_set, add_source, question_set, rows
 from workflows.question_sets import QuestionSetCleanup, QuestionSetRetry

@@ -14,11 +14,11 @@ from temporalio.client import Client, ScheduleBackfill
 from temporalio.worker import Worker
 
 from activities.registry import Dependencies
-from contracts.retention import RetentionInput, RetentionResult
-from learning_platform import session_processing
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply, full_id
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing import queries as session_processing
+from learning_platform.jobs.retention.contracts import RetentionInput, RetentionResult
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply, full_id
 from tests.factories import add_session, add_user
 from tests.schedule_helpers import results_of_recent_runs, wait_for_actions
 from worker import create_workers

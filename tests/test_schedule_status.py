@@ -13,11 +13,11 @@ from temporalio.worker import Worker
 
 import schedules
 from activities.registry import Dependencies
-from learning_platform.database import create_engine
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply, full_id
+from learning_platform.core.database import create_engine
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply, full_id
 from tests.factories import add_session, add_user
 from tests.schedule_helpers import wait_for_actions, wait_until_idle
 from worker import create_worker

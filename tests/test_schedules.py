@@ -14,15 +14,16 @@ from temporalio.worker import Worker
 
 import schedules
 from activities.registry import Dependencies
-from learning_platform.devstack import temporal_cli_path
-from learning_platform.errors import UnavailableError
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.job_schedule import JobSchedule
-from scheduling.sync import ScheduleDeclarationError, apply, full_id, plan
+from learning_platform.core.errors import UnavailableError
+from learning_platform.core.settings import Settings
+from learning_platform.dev.embedded_temporal import temporal_cli_path
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.job_schedule import JobSchedule
+from learning_platform.scheduling.sync import ScheduleDeclarationError, apply, full_id, plan
 from tests.factories import add_session, add_user, session_statuses
 from tests.schedule_helpers import results_of_recent_runs, wait_for_actions, wait_until_idle
 from worker import create_worker
+from workflows.registry import ALL_WORKFLOWS
 
 
 def temporal_cli(client: Client, *args: str) -> str:
@@ -109,6 +110,14 @@ async def test_invalid_declaration_changes_nothing(client: Client, settings: Set
     for job in declared:
         with pytest.raises(Exception, match=r"not found|NotFound"):
             await client.get_schedule_handle(full_id(job.schedule_id, settings)).describe()
+
+
+def test_every_declared_schedule_starts_a_workflow_the_worker_registers(
+    settings: Settings,
+) -> None:
+    registered = {cls.__temporal_workflow_definition.name for cls in ALL_WORKFLOWS}  # type: ignore[attr-defined]
+    unregistered = {job.workflow for job in declared_schedules(settings)} - registered
+    assert unregistered == set(), "add these workflows to workflows/registry.py"
 
 
 def test_a_declaration_needs_exactly_one_timing() -> None:

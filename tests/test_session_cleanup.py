@@ -14,13 +14,13 @@ from temporalio.worker import Worker
 
 from activities.browsing_sessions import BrowsingSessionActivities
 from activities.checkpoints import checkpoint_key
-from contracts.browsing_sessions import (
+from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.browsing_sessions.contracts import (
     CleanupStaleSessionsInput,
     CleanupStaleSessionsResult,
     FailStaleSessionsParams,
 )
-from learning_platform.job_checkpoints import Checkpoint, save_checkpoint
-from learning_platform.settings import Settings
 from tests.factories import add_session, add_user, session_statuses
 from workflows.browsing_sessions import CleanupStaleSessions
 

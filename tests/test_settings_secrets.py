@@ -8,8 +8,8 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from learning_platform.errors import UsageError
-from learning_platform.settings import Settings, get_settings
+from learning_platform.core.errors import UsageError
+from learning_platform.core.settings import Settings, get_settings
 from tests.command_runs import run_at_once
 
 SECRETS = {
@@ -44,11 +44,11 @@ EXPECTED_LINES = {
 ENTRY_POINTS = {
     "worker": ["worker.py"],
     "schedules": ["schedules.py", "list"],
-    "outbox": ["outbox.py", "dead-letters", "list"],
-    "sessions": ["sessions.py", "process", "1"],
-    "migrations": ["-m", "learning_platform.migrations"],
-    "dev": ["dev.py"],
-    "api": ["api.py"],
+    "outbox": ["-m", "learning_platform", "outbox", "dead-letters", "list"],
+    "sessions": ["-m", "learning_platform", "sessions", "process", "1"],
+    "migrations": ["-m", "learning_platform", "migrate"],
+    "dev": ["-m", "learning_platform", "dev"],
+    "api": ["-m", "learning_platform", "api"],
 }
 ALL_SECRETS = [*SECRETS.values(), DB_PASSWORD]
 

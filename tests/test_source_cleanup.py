@@ -13,9 +13,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.registry import Dependencies
-from contracts.question_sets import SourceCleanupInput, SourceCleanupResult
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import Settings
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.question_sets.contracts import SourceCleanupInput, SourceCleanupResult
 from learning_platform.storage import ObjectStorage, build_storage
 from tests.factories import add_user
 from tests.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY, create_bucket, s3_server

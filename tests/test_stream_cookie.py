@@ -15,8 +15,8 @@ import jwt
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.api.browser import COOKIE_NAME, STREAM_COOKIE_PATH
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.notification_api.browser import COOKIE_NAME, STREAM_COOKIE_PATH
 from tests.factories import add_user
 from tests.sse_helpers import (
     SECRET,

@@ -34,13 +34,19 @@ from temporalio.worker import Worker
 
 from activities.outbox_handlers import build_handlers
 from activities.registry import Dependencies
-from contracts.browsing_sessions import CleanupStaleSessionsInput, UpdateMetricsInput
-from contracts.question_sets import QuestionGenerationResult, generation_workflow_id
-from learning_platform import question_sets
-from learning_platform.session_workflows import process_session_now
-from learning_platform.settings import Settings
-from learning_platform.temporal_connection import connect
-from learning_platform.tracing import current_trace_context, tracing_enabled
+from learning_platform.core.settings import Settings
+from learning_platform.core.tracing import current_trace_context, tracing_enabled
+from learning_platform.jobs.ai_processing.starters import process_session_now
+from learning_platform.jobs.browsing_sessions.contracts import (
+    CleanupStaleSessionsInput,
+    UpdateMetricsInput,
+)
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets.contracts import (
+    QuestionGenerationResult,
+    generation_workflow_id,
+)
+from learning_platform.temporal.connection import connect
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, Reply

@@ -19,9 +19,9 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Register
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from learning_platform.database import resolve_database_url
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import Settings
+from learning_platform.core.database import resolve_database_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
 from tests.command_runs import run_at_once
 from tests.worker_process import running_worker, worker_env
 

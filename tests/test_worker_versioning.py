@@ -13,11 +13,11 @@ from temporalio.common import VersioningBehavior
 
 from activities.outbox_relay import relay_workflow_id
 from activities.registry import Dependencies
-from contracts.ai_processing import session_workflow_id
-from learning_platform.session_workflows import start_session_workflow
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import session_workflow_id
+from learning_platform.jobs.ai_processing.starters import start_session_workflow
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply
 from tests.factories import add_session, add_user
 from tests.learning_helpers import wait_for
 from tests.schedule_helpers import run_schedule_now

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learning_platform.database import resolve_database_url
-from learning_platform.metrics import free_loopback_port
-from learning_platform.settings import Settings
+from learning_platform.core.database import resolve_database_url
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

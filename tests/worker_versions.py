@@ -10,7 +10,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import VersioningBehavior
 
-from learning_platform.devstack import temporal_cli_path
+from learning_platform.dev.embedded_temporal import temporal_cli_path
 
 
 def deployment_cli(client: Client, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from contracts.ai_processing import (
+from learning_platform.jobs.ai_processing.contracts import (
     BUILD_MIND_MAP,
     BUILD_SESSION_MIND_MAP,
     COMPLETE_SESSION,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from contracts.browsing_sessions import (
+from learning_platform.jobs.browsing_sessions.contracts import (
     FAIL_STALE_SESSIONS,
     RECORD_ACTIVE_SESSIONS,
     CleanupStaleSessionsInput,

@@ -11,6 +11,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 
+from learning_platform.jobs.contracts import RUN_MEMO_KEY
+
 # Set by Temporal on every workflow a schedule starts (also for trigger and backfill).
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
@@ -18,7 +20,6 @@ SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTi
 RUN_MEMO_PATCH = "job-run-memo"
 # The memo key under which a run leaves its outcome, duration and counts (`schedules.py status`
 # and the run's page in the Temporal UI show it).
-RUN_MEMO_KEY = "job_run"
 
 
 def scheduled_time(explicit: datetime | None) -> datetime:

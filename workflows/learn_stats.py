@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from contracts.learn_stats import (
+from learning_platform.jobs.learn_stats.contracts import (
     RECALCULATE_LEARN_STATS,
     RESET_BROKEN_STREAKS,
     LearnStatsDailyInput,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from contracts.outbox_relay import (
+from learning_platform.jobs.outbox_relay.contracts import (
     DRAIN_OUTBOX,
     ENSURE_OUTBOX_RELAY,
     OUTBOX_RELAY_WORKFLOW,

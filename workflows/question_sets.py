@@ -9,8 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from contracts.ai_processing import ai_task_queue
-from contracts.question_sets import (
+from learning_platform.jobs.ai_processing.contracts import ai_task_queue
+from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
     DELETE_UNUSED_SOURCES,
     FAIL_GENERATION_ATTEMPT,

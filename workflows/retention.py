@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from contracts.retention import (
+from learning_platform.jobs.retention.contracts import (
     DEAD_LETTERS,
     NOTIFICATIONS,
     PAGE_CRAWLS,

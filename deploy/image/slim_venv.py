@@ -22,16 +22,17 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-# What each entry point of the image imports (pyproject.toml [project.scripts], the migrate
-# one-shot, the HEALTHCHECK).
+# What each command of the image's `learning-jobs` imports (learning_platform/commands/cli.py).
 ENTRY_MODULES = (
+    "learning_platform.commands.cli",
     "worker",
-    "api",
     "schedules",
-    "outbox",
-    "sessions",
-    "learning_platform.migrations.__main__",
-    "learning_platform.healthcheck",
+    "learning_platform.commands.api",
+    "learning_platform.commands.codec_server",
+    "learning_platform.commands.outbox",
+    "learning_platform.commands.sessions",
+    "learning_platform.commands.migrate",
+    "learning_platform.commands.healthcheck",
 )
 # Directories a wheel ships for its own tests or for building it from source.
 # (name, parent directory it must sit in, or None for anywhere)

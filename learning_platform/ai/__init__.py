@@ -1,2 +1,3 @@
-"""AI providers: the OpenAI-compatible JSON client (`llm`), the offline extractive provider
-(`offline`) and the tasks built on them (`session_ai`: page summaries and mind maps)."""
+"""AI providers shared by the job families: the OpenAI-compatible JSON client (`llm`) and the
+offline extractive tools (`offline`). What each job asks of them is in its family:
+`jobs/ai_processing/ai.py` (summaries, mind maps), `jobs/question_sets/ai.py` (questions)."""

@@ -21,8 +21,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter
 
-from learning_platform.settings import Settings
-from learning_platform.tracing import TRACER
+from learning_platform.core.settings import Settings
+from learning_platform.core.tracing import TRACER
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from learning_platform.database import create_engine
-from learning_platform.models import Base
+from learning_platform.core.database import create_engine
+from learning_platform.schema import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _database_url() -> str:

@@ -6,7 +6,7 @@ default) or an S3 bucket (AWS, MinIO or any other S3-compatible store).
 
 from __future__ import annotations
 
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
 from learning_platform.storage.base import ObjectNotFound, ObjectStorage, StorageError
 from learning_platform.storage.local import LocalObjectStorage
 from learning_platform.storage.s3 import S3ObjectStorage

@@ -10,7 +10,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
 from learning_platform.storage.base import ObjectNotFound, StorageError
 
 # DeleteObjects takes at most this many keys per request.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learning_platform.metrics import free_loopback_port
+from learning_platform.core.metrics import free_loopback_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "deploy/local/containers.conf"

@@ -20,8 +20,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
+from learning_platform.core.settings import Settings
+from learning_platform.scheduling.declarations import declared_schedules
 from tests.containers.stack import ROOT, Stack
 from tests.sse_helpers import open_stream
 
@@ -172,10 +172,10 @@ async def test_triggered_job_completes_and_its_notification_reaches_an_sse_clien
     stack.psql(
         f"INSERT INTO page_visits (session_id, url) VALUES ({session_id}, 'http://10.0.0.1/')"
     )
-    token = stack.exec("api", "learning-jobs-api", "token", str(user_id)).strip()
+    token = stack.exec("api", "learning-jobs", "api", "token", str(user_id)).strip()
 
     async with open_stream(stack.url("API_HOST_PORT"), token) as stream:
-        stack.exec("worker", "learning-jobs-schedules", "trigger", "ai-processing")
+        stack.exec("worker", "learning-jobs", "schedules", "trigger", "ai-processing")
         event = await stream.next_event(within=120)
 
     assert event.event == "session_failed", event

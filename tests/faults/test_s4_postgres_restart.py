@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from contracts.browsing_sessions import CleanupStaleSessionsInput
-from contracts.outbox_relay import OutboxRelayInput
-from learning_platform.api.auth import mint_token
-from learning_platform.notifications import record_notification
-from learning_platform.settings import Settings
+from learning_platform.core.notifications import record_notification
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
+from learning_platform.notification_api.auth import mint_token
 from tests.factories import add_user
 from tests.faults.report import FaultReport
 from tests.faults.servers import OwnPostgres

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from activities.question_sets import request_and_start_question_set
-from contracts.outbox_relay import OutboxRelayInput
-from contracts.question_sets import QuestionSetRetryInput
-from learning_platform.session_workflows import process_session_now
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.starters import process_session_now
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
+from learning_platform.jobs.question_sets.contracts import QuestionSetRetryInput
 from learning_platform.storage import LocalObjectStorage
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.factories import add_user

@@ -16,14 +16,14 @@ from temporalio.client import Client
 
 from activities.question_sets import request_and_start_question_set
 from activities.registry import Dependencies
-from contracts.ai_processing import ProcessSessionResult, session_workflow_id
-from learning_platform.api.auth import mint_token
-from learning_platform.notifications import record_notification
-from learning_platform.session_workflows import process_session_now
-from learning_platform.settings import Settings
+from learning_platform.core.notifications import record_notification
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import ProcessSessionResult, session_workflow_id
+from learning_platform.jobs.ai_processing.starters import process_session_now
+from learning_platform.notification_api.auth import mint_token
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import ScheduleDeclarationError, apply
 from learning_platform.storage import LocalObjectStorage
-from scheduling.declarations import declared_schedules
-from scheduling.sync import ScheduleDeclarationError, apply
 from tests.ai_processing_helpers import add_processing_session
 from tests.factories import add_user
 from tests.faults.report import FaultReport

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from contracts.outbox_relay import OutboxRelayInput
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
 from tests.faults.report import FaultReport
 from tests.faults.world import execute, scalar
 from tests.learning_helpers import wait_for

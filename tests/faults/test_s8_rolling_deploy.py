@@ -27,11 +27,11 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.outbox_relay import relay_workflow_id
-from contracts.ai_processing import session_workflow_id
-from learning_platform.session_workflows import process_session_now
-from learning_platform.settings import Settings
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply
+from learning_platform.core.settings import Settings
+from learning_platform.jobs.ai_processing.contracts import session_workflow_id
+from learning_platform.jobs.ai_processing.starters import process_session_now
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.codec_keys import encrypting_converter
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply

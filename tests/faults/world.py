@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from learning_platform.settings import Settings
+from learning_platform.core.settings import Settings
 from learning_platform.storage import LocalObjectStorage
 from tests.ai_processing_helpers import add_processing_session
 from tests.factories import add_user

@@ -37,20 +37,23 @@ from temporalio.service import RPCError
 from activities.outbox_relay import relay_workflow_id
 from activities.question_sets import request_and_start_question_set
 from activities.registry import Dependencies
-from contracts.ai_processing import session_workflow_id
-from contracts.outbox_relay import OUTBOX_RELAY_WORKFLOW, OutboxRelayInput
-from contracts.question_sets import generation_workflow_id
-from learning_platform import question_sets
-from learning_platform.database import create_engine, start_embedded_postgres
-from learning_platform.devstack import start_dev_server, temporal_cli_path
-from learning_platform.metrics import free_loopback_port
+from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.database import create_engine, start_embedded_postgres
+from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import PROJECT_ROOT, Settings
+from learning_platform.dev.embedded_temporal import start_dev_server, temporal_cli_path
+from learning_platform.jobs.ai_processing.contracts import session_workflow_id
+from learning_platform.jobs.ai_processing.starters import (
+    process_session_now,
+    start_session_workflow,
+)
+from learning_platform.jobs.outbox_relay.contracts import OUTBOX_RELAY_WORKFLOW, OutboxRelayInput
+from learning_platform.jobs.question_sets import queries as question_sets
+from learning_platform.jobs.question_sets.contracts import generation_workflow_id
 from learning_platform.migrations import upgrade
-from learning_platform.process_exit import exits_without_teardown
-from learning_platform.session_workflows import process_session_now, start_session_workflow
-from learning_platform.settings import PROJECT_ROOT, Settings
+from learning_platform.scheduling.declarations import declared_schedules
+from learning_platform.scheduling.sync import apply, full_id
 from learning_platform.storage import build_storage
-from scheduling.declarations import declared_schedules
-from scheduling.sync import apply, full_id
 from tests.ai_processing_helpers import add_processing_session, summarising_responder
 from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from tests.factories import add_session, add_user

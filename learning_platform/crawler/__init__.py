@@ -1,0 +1,1 @@
+"""Reading visited web pages safely: public addresses only, bounded bodies, one deadline."""

@@ -1,0 +1,1 @@
+"""ai-processing: crawling a session's pages, their summaries and the session's mind map."""

@@ -1,0 +1,354 @@
+"""SQL of the ai-processing job: which sessions wait, what a session visited, the URL summary
+cache, page outcomes, and the session's final state (with its notification, in one
+transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urldefrag
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from learning_platform.core.notifications import record_notification
+from learning_platform.jobs.ai_processing.models import (
+    MindMapRecord,
+    PageCrawl,
+    SessionLlmUsage,
+    UrlSummary,
+)
+from learning_platform.jobs.browsing_sessions.models import (
+    BrowsingSession,
+    PageVisit,
+    SessionStatus,
+)
+
+SESSION_COMPLETED = "session_completed"
+SESSION_FAILED = "session_failed"
+
+
+@dataclass(frozen=True)
+class WaitingSession:
+    id: int
+    user_id: int
+    page_count: int
+
+
+@dataclass(frozen=True)
+class VisitedPage:
+    url: str
+    title: str
+
+
+@dataclass(frozen=True)
+class SessionPages:
+    id: int
+    user_id: int
+    title: str
+    status: str
+    pages: list[VisitedPage]
+
+
+@dataclass(frozen=True)
+class CachedSummary:
+    title: str
+    summary: str
+    key_points: list[str]
+
+
+@dataclass(frozen=True)
+class UsageCounts:
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    requests: int
+    pages_total: int
+    pages_summarized: int
+    pages_cached: int
+    pages_failed: int
+
+
+_WAITING_SESSIONS = text(
+    """
+    SELECT s.id, s.user_id,
+           (SELECT count(DISTINCT v.url) FROM page_visits v WHERE v.session_id = s.id) AS pages
+      FROM sessions s
+     WHERE s.status = 'processing' AND s.id > :after
+     ORDER BY s.id
+     LIMIT :limit
+    """
+)
+
+
+async def waiting_sessions(
+    conn: AsyncConnection, *, after_id: int, limit: int
+) -> list[WaitingSession]:
+    """Processing sessions with ids above `after_id`, in id order (keyset pagination)."""
+    rows = await conn.execute(_WAITING_SESSIONS, {"after": after_id, "limit": limit})
+    return [WaitingSession(row.id, row.user_id, row.pages) for row in rows]
+
+
+def normalize_url(url: str) -> str:
+    """The fragment never changes what a server sends, so it is not part of the page."""
+    return urldefrag(url.strip()).url
+
+
+async def session_pages(conn: AsyncConnection, session_id: int) -> SessionPages | None:
+    session = (
+        await conn.execute(
+            select(BrowsingSession.user_id, BrowsingSession.title, BrowsingSession.status).where(
+                BrowsingSession.id == session_id
+            )
+        )
+    ).one_or_none()
+    if session is None:
+        return None
+    visits = await conn.execute(
+        select(PageVisit.url, PageVisit.title)
+        .where(PageVisit.session_id == session_id)
+        .order_by(PageVisit.visited_at, PageVisit.id)
+    )
+    pages: dict[str, VisitedPage] = {}
+    for url, title in visits:
+        normalized = normalize_url(url)
+        pages.setdefault(normalized, VisitedPage(normalized, title or ""))
+    return SessionPages(
+        id=session_id,
+        user_id=session.user_id,
+        title=session.title or "",
+        status=session.status,
+        pages=list(pages.values()),
+    )
+
+
+async def cached_summaries(
+    conn: AsyncConnection, urls: list[str], generator: str
+) -> dict[str, CachedSummary]:
+    """The cached summaries among `urls` (one query for a whole session's pages)."""
+    if not urls:
+        return {}
+    rows = await conn.execute(
+        select(UrlSummary.url, UrlSummary.title, UrlSummary.summary, UrlSummary.key_points).where(
+            UrlSummary.url.in_(urls), UrlSummary.generator == generator
+        )
+    )
+    return {row.url: CachedSummary(row.title, row.summary, list(row.key_points)) for row in rows}
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    url: str
+    outcome: str  # 'summarized' | 'cached' | 'failed'
+    http_status: int | None = None
+    error: str | None = None
+
+
+async def store_summary(
+    conn: AsyncConnection, session_id: int, url: str, generator: str, summary: CachedSummary
+) -> None:
+    """Cache the page's summary and record it summarised for the session, in one statement.
+    The first summary of a URL wins; a concurrent session's equal work is simply dropped."""
+    cache = (
+        insert(UrlSummary)
+        .values(
+            url=url,
+            generator=generator,
+            title=summary.title,
+            summary=summary.summary,
+            key_points=summary.key_points,
+        )
+        .on_conflict_do_nothing()
+        .cte("cached")
+    )
+    await conn.execute(
+        _outcomes_upsert(session_id, [PageOutcome(url, "summarized")]).add_cte(cache)
+    )
+
+
+async def record_page_outcomes(
+    conn: AsyncConnection, session_id: int, outcomes: list[PageOutcome]
+) -> None:
+    """Upsert what happened to each page of the session (one statement for all of them)."""
+    if outcomes:
+        await conn.execute(_outcomes_upsert(session_id, outcomes))
+
+
+def _outcomes_upsert(session_id: int, outcomes: list[PageOutcome]) -> Insert:
+    statement = insert(PageCrawl).values(
+        [
+            {
+                "session_id": session_id,
+                "url": o.url,
+                "outcome": o.outcome,
+                "http_status": o.http_status,
+                "error": o.error,
+            }
+            for o in outcomes
+        ]
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[PageCrawl.session_id, PageCrawl.url],
+        set_={
+            "outcome": statement.excluded.outcome,
+            "http_status": statement.excluded.http_status,
+            "error": statement.excluded.error,
+            "crawled_at": func.now(),
+        },
+    )
+
+
+async def _lock_processing(conn: AsyncConnection, session_id: int) -> int | None:
+    """The session's user if it is still processing, locking its row until commit."""
+    return (
+        await conn.execute(
+            select(BrowsingSession.user_id)
+            .where(
+                BrowsingSession.id == session_id,
+                BrowsingSession.status == SessionStatus.PROCESSING,
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def _set_status(
+    conn: AsyncConnection, session_id: int, status: str, reason: str | None
+) -> None:
+    await conn.execute(
+        update(BrowsingSession)
+        .where(BrowsingSession.id == session_id)
+        .values(status=status, failure_reason=reason, updated_at=func.now())
+    )
+
+
+async def _store_usage(conn: AsyncConnection, session_id: int, usage: UsageCounts) -> None:
+    values: dict[str, Any] = {"session_id": session_id, **usage.__dict__}
+    statement = insert(SessionLlmUsage).values(**values)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SessionLlmUsage.session_id],
+            set_={key: statement.excluded[key] for key in usage.__dict__}
+            | {"recorded_at": func.now()},
+        )
+    )
+
+
+async def complete_session(
+    conn: AsyncConnection,
+    *,
+    session_id: int,
+    central_topic: str,
+    mind_map: dict[str, Any],
+    generator: str,
+    usage: UsageCounts,
+) -> bool:
+    """Store the mind map, mark the session completed and notify its user, atomically.
+
+    Returns False (changing nothing) when the session is no longer processing, so a repeated
+    call cannot store a second map or send a second notification.
+    """
+    user_id = await _lock_processing(conn, session_id)
+    if user_id is None:
+        return False
+    await store_mind_map(
+        conn,
+        session_id=session_id,
+        central_topic=central_topic,
+        mind_map=mind_map,
+        generator=generator,
+    )
+    await _finish_completed(conn, session_id, user_id, central_topic, usage)
+    return True
+
+
+async def store_mind_map(
+    conn: AsyncConnection,
+    *,
+    session_id: int,
+    central_topic: str,
+    mind_map: dict[str, Any],
+    generator: str,
+) -> None:
+    """The session's mind map; the first one stored stays (retries cannot replace it)."""
+    await conn.execute(
+        insert(MindMapRecord)
+        .values(
+            session_id=session_id, central_topic=central_topic, data=mind_map, generator=generator
+        )
+        .on_conflict_do_nothing(index_elements=[MindMapRecord.session_id])
+    )
+
+
+async def stored_central_topic(conn: AsyncConnection, session_id: int) -> str | None:
+    """The central topic of the session's stored mind map; None when it has none yet."""
+    return (
+        await conn.execute(
+            select(MindMapRecord.central_topic).where(MindMapRecord.session_id == session_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def complete_session_with_stored_map(
+    conn: AsyncConnection, *, session_id: int, usage: UsageCounts
+) -> bool:
+    """Mark the session completed and notify its user, atomically, its mind map stored before
+    (by the activity that built it). False, changing nothing, when no longer processing."""
+    user_id = await _lock_processing(conn, session_id)
+    if user_id is None:
+        return False
+    central_topic = await stored_central_topic(conn, session_id)
+    if central_topic is None:
+        raise LookupError(f"session {session_id} has no stored mind map to complete with")
+    await _finish_completed(conn, session_id, user_id, central_topic, usage)
+    return True
+
+
+async def _finish_completed(
+    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: UsageCounts
+) -> None:
+    await _set_status(conn, session_id, SessionStatus.COMPLETED, None)
+    await _store_usage(conn, session_id, usage)
+    await record_notification(
+        conn,
+        user_id=user_id,
+        kind=SESSION_COMPLETED,
+        payload={"session_id": session_id, "central_topic": central_topic},
+        dedupe_key=f"session-{session_id}-completed",
+    )
+
+
+async def fail_session(
+    conn: AsyncConnection, *, session_id: int, reason: str, usage: UsageCounts
+) -> bool:
+    """Mark the session failed with `reason` and notify its user, atomically (see above)."""
+    user_id = await _lock_processing(conn, session_id)
+    if user_id is None:
+        return False
+    await _set_status(conn, session_id, SessionStatus.FAILED, reason)
+    await _store_usage(conn, session_id, usage)
+    await record_notification(
+        conn,
+        user_id=user_id,
+        kind=SESSION_FAILED,
+        payload={"session_id": session_id, "reason": reason},
+        dedupe_key=f"session-{session_id}-failed",
+    )
+    return True
+
+
+async def failed_pages(
+    conn: AsyncConnection, session_id: int, limit: int
+) -> tuple[list[tuple[str, str]], int]:
+    """Up to `limit` of the session's failed pages (URL, error) and how many failed in all."""
+    rows = (
+        await conn.execute(
+            select(PageCrawl.url, PageCrawl.error, func.count().over())
+            .where(PageCrawl.session_id == session_id, PageCrawl.outcome == "failed")
+            .order_by(PageCrawl.url)
+            .limit(limit)
+        )
+    ).all()
+    total = rows[0][2] if rows else 0
+    return [(url, error or "") for url, error, _ in rows], total

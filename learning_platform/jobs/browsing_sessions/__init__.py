@@ -1,0 +1,1 @@
+"""Browsing sessions: cleanup-stale-sessions and update-metrics (the active-session gauge)."""

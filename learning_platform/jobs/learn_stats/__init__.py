@@ -1,0 +1,1 @@
+"""Learning statistics: learn-stats-daily (streaks) and learn-stats-weekly."""

@@ -1,0 +1,1 @@
+"""The transactional outbox: producing events, the relay that delivers them, dead letters."""

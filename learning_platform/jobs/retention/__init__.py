@@ -1,0 +1,1 @@
+"""retention: rows past their age deleted in bounded batches."""

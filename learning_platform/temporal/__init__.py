@@ -1,0 +1,1 @@
+"""Temporal client side: connecting, the payload codec and its server, worker start-up checks."""
