@@ -19,23 +19,15 @@ from temporalio.client import Client
 from temporalio.converter import value_to_type
 
 from activities.heartbeats import heartbeating
+from activities.interfaces import implements
 from activities.llm_errors import as_application_error, llm_errors_as_application_errors
 from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
 from learning_platform.core.tracing import TRACER
 from learning_platform.crawler.fetch import Crawler, PageUnavailableError
+from learning_platform.jobs.ai_processing import contracts
 from learning_platform.jobs.ai_processing import queries as session_processing
 from learning_platform.jobs.ai_processing.ai import SessionAi, SummarizedPage
 from learning_platform.jobs.ai_processing.contracts import (
-    BUILD_MIND_MAP,
-    BUILD_SESSION_MIND_MAP,
-    COMPLETE_SESSION,
-    COMPLETE_SESSION_WITH_STORED_MAP,
-    FAIL_SESSION,
-    LOAD_SESSION_STATE,
-    LOAD_SESSION_WORK,
-    START_SESSION_WORKFLOWS,
-    SUMMARIZE_SESSION,
-    SUMMARIZE_SESSION_PAGES,
     BuildMindMapParams,
     CompleteSessionParams,
     CompleteStoredSessionParams,
@@ -140,7 +132,7 @@ class SessionProcessingActivities:
         self._temporal = temporal
         self._task_queue = task_queue
 
-    @activity.defn(name=START_SESSION_WORKFLOWS)
+    @implements(contracts.start_session_workflows)
     async def start_session_workflows(
         self, params: StartSessionWorkflowsParams
     ) -> StartSessionWorkflowsResult:
@@ -169,7 +161,7 @@ class SessionProcessingActivities:
             already_running=len(waiting) - started,
         )
 
-    @activity.defn(name=LOAD_SESSION_WORK)
+    @implements(contracts.load_session_work)
     async def load_session_work(self, params: ProcessSessionInput) -> SessionWork | None:
         async with self._engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
@@ -183,7 +175,7 @@ class SessionProcessingActivities:
             pages=[PageRef(url=page.url, title=page.title) for page in session.pages],
         )
 
-    @activity.defn(name=LOAD_SESSION_STATE)
+    @implements(contracts.load_session_state)
     async def load_session_state(self, params: ProcessSessionInput) -> SessionState | None:
         async with self._engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
@@ -191,14 +183,14 @@ class SessionProcessingActivities:
             return None
         return SessionState(session.id, session.user_id, session.status, len(session.pages))
 
-    @activity.defn(name=COMPLETE_SESSION_WITH_STORED_MAP)
+    @implements(contracts.complete_session_with_stored_map)
     async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
         async with self._engine.begin() as conn:
             return await session_processing.complete_session_with_stored_map(
                 conn, session_id=params.session_id, usage=_usage_row(params.usage)
             )
 
-    @activity.defn(name=COMPLETE_SESSION)
+    @implements(contracts.complete_session)
     async def complete_session(self, params: CompleteSessionParams) -> bool:
         async with self._engine.begin() as conn:
             return await session_processing.complete_session(
@@ -210,7 +202,7 @@ class SessionProcessingActivities:
                 usage=_usage_row(params.usage),
             )
 
-    @activity.defn(name=FAIL_SESSION)
+    @implements(contracts.fail_session)
     async def fail_session(self, params: FailSessionParams) -> bool:
         async with self._engine.begin() as conn:
             reason = params.reason
@@ -241,7 +233,7 @@ class SessionAiActivities:
         self._llm_slots = llm_slots
         self._page_slots = asyncio.Semaphore(2 * llm_concurrency)
 
-    @activity.defn(name=SUMMARIZE_SESSION_PAGES)
+    @implements(contracts.summarize_session_pages)
     async def summarize_session_pages(
         self, params: SummarizeSessionPagesParams
     ) -> SessionPagesResult:
@@ -262,7 +254,7 @@ class SessionAiActivities:
         )
         return SessionPagesResult([done[page.url] for page in params.pages])
 
-    @activity.defn(name=SUMMARIZE_SESSION)
+    @implements(contracts.summarize_session)
     async def summarize_session(self, params: SessionIdParams) -> SessionPageCounts:
         """summarize_session_pages with the pages read from the database and counts returned:
         the session's URLs, titles and summaries stay out of the workflow's history."""
@@ -376,7 +368,7 @@ class SessionAiActivities:
                 conn, session_id, [session_processing.PageOutcome(url, outcome, http_status, error)]
             )
 
-    @activity.defn(name=BUILD_SESSION_MIND_MAP)
+    @implements(contracts.build_session_mind_map)
     async def build_session_mind_map(self, params: SessionIdParams) -> MindMapStored:
         """build_mind_map from the session's summaries in the database, the map stored there
         (complete_session_with_stored_map completes the session): only usage counts return."""
@@ -402,7 +394,7 @@ class SessionAiActivities:
             )
         return MindMapStored(mind_map.usage)
 
-    @activity.defn(name=BUILD_MIND_MAP)
+    @implements(contracts.build_mind_map)
     async def build_mind_map(self, params: BuildMindMapParams) -> MindMapResult:
         pages = [
             SummarizedPage(page.url, page.title, page.summary, page.key_points)

@@ -6,16 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
+from activities.interfaces import implements
 from learning_platform.core.checkpoints import Checkpoint
 from learning_platform.core.gauges import store_gauge
+from learning_platform.jobs.browsing_sessions import contracts
 from learning_platform.jobs.browsing_sessions import queries as browsing_sessions
 from learning_platform.jobs.browsing_sessions.contracts import (
     ACTIVE_SESSIONS_GAUGE,
-    FAIL_STALE_SESSIONS,
-    RECORD_ACTIVE_SESSIONS,
     FailStaleSessionsParams,
 )
 from learning_platform.jobs.browsing_sessions.models import ACTIVE_STATUSES
@@ -44,7 +43,7 @@ class BrowsingSessionActivities:
         self._engine = engine
         self._batch_size = batch_size
 
-    @activity.defn(name=FAIL_STALE_SESSIONS)
+    @implements(contracts.fail_stale_sessions)
     async def fail_stale_sessions(self, params: FailStaleSessionsParams) -> int:
         """Batch after batch, each its own short transaction, per active status.
 
@@ -72,7 +71,7 @@ class BrowsingSessionActivities:
                     break
         return total
 
-    @activity.defn(name=RECORD_ACTIVE_SESSIONS)
+    @implements(contracts.record_active_sessions)
     async def record_active_sessions(self) -> int:
         async with self._engine.begin() as conn:
             count = await browsing_sessions.count_active(conn)

@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
+from activities.interfaces import implements
 from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.jobs.learn_stats import contracts
 from learning_platform.jobs.learn_stats import queries as learn_stats
 from learning_platform.jobs.learn_stats.contracts import (
-    RECALCULATE_LEARN_STATS,
-    RESET_BROKEN_STREAKS,
     LearnStatsDailyResult,
     LearnStatsJobParams,
     LearnStatsWeeklyResult,
@@ -54,7 +54,7 @@ class LearnStatsActivities:
             if progress.next_after is None:
                 return total
 
-    @activity.defn(name=RESET_BROKEN_STREAKS)
+    @implements(contracts.reset_broken_streaks)
     async def reset_broken_streaks(self, params: LearnStatsJobParams) -> LearnStatsDailyResult:
         yesterday = self._local_date(params.scheduled_time) - timedelta(days=1)
 
@@ -67,7 +67,7 @@ class LearnStatsActivities:
             yesterday=yesterday.isoformat(), reset_streaks=await self._all_batches(batch)
         )
 
-    @activity.defn(name=RECALCULATE_LEARN_STATS)
+    @implements(contracts.recalculate_learn_stats)
     async def recalculate_learn_stats(self, params: LearnStatsJobParams) -> LearnStatsWeeklyResult:
         today = self._local_date(params.scheduled_time)
         week_start = today - timedelta(days=today.weekday())

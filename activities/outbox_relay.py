@@ -13,10 +13,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from activities.interfaces import implements
 from learning_platform.core.settings import Settings
+from learning_platform.jobs.outbox_relay import contracts
 from learning_platform.jobs.outbox_relay.contracts import (
-    DRAIN_OUTBOX,
-    ENSURE_OUTBOX_RELAY,
     OUTBOX_RELAY_WORKFLOW,
     RELAY_WORKFLOW_ID,
     DrainOutboxParams,
@@ -70,7 +70,7 @@ class OutboxRelayActivities:
             max_seconds=settings.outbox_retry_max_seconds,
         )
 
-    @activity.defn(name=DRAIN_OUTBOX)
+    @implements(contracts.drain_outbox)
     async def drain_outbox(self, params: DrainOutboxParams) -> DrainOutboxResult:
         """Deliver batches while there are events; between them, sleep until a NOTIFY (or the
         poll interval, which also picks up events whose retry delay ran out)."""
@@ -98,7 +98,7 @@ class OutboxRelayActivities:
         )  # fmt: skip
         return result
 
-    @activity.defn(name=ENSURE_OUTBOX_RELAY)
+    @implements(contracts.ensure_outbox_relay)
     async def ensure_outbox_relay(self) -> EnsureOutboxRelayResult:
         """Start the singleton relay unless it runs; Temporal allows one open run per id."""
         handle = await self._temporal.start_workflow(

@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio import activity
 
 from activities.checkpoints import checkpoint, resumed_checkpoint
+from activities.interfaces import implements
 from learning_platform.core.checkpoints import Checkpoint
+from learning_platform.jobs.retention import contracts
 from learning_platform.jobs.retention import queries as retention
-from learning_platform.jobs.retention.contracts import PRUNE_EXPIRED_ROWS, PruneParams
+from learning_platform.jobs.retention.contracts import PruneParams
 
 
 def _encode(key: list[Any] | None) -> list[Any] | None:
@@ -35,7 +36,7 @@ class RetentionActivities:
         self._engine = engine
         self._batch_size = batch_size
 
-    @activity.defn(name=PRUNE_EXPIRED_ROWS)
+    @implements(contracts.prune_expired_rows)
     async def prune_expired_rows(self, params: PruneParams) -> int:
         """Delete the target's rows older than `cutoff`, batch after batch, each its own
         transaction with the running count and position, so a retry resumes after the last

@@ -3,26 +3,16 @@ processing session, and that per-session workflow: pages → summaries → mind 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from learning_platform.jobs.ai_processing.contracts import (
-    BUILD_MIND_MAP,
-    BUILD_SESSION_MIND_MAP,
-    COMPLETE_SESSION,
-    COMPLETE_SESSION_WITH_STORED_MAP,
-    FAIL_SESSION,
     IDS_ONLY_PATCH,
-    LOAD_SESSION_STATE,
-    LOAD_SESSION_WORK,
     SESSION_WORKFLOW,
-    START_SESSION_WORKFLOWS,
-    SUMMARIZE_SESSION,
-    SUMMARIZE_SESSION_PAGES,
     SWEEPER_WORKFLOW,
     AiProcessingInput,
     AiProcessingResult,
@@ -30,33 +20,29 @@ from learning_platform.jobs.ai_processing.contracts import (
     CompleteSessionParams,
     CompleteStoredSessionParams,
     FailSessionParams,
-    MindMapResult,
-    MindMapStored,
     PageSummaryResult,
     ProcessSessionInput,
     ProcessSessionResult,
     SessionIdParams,
-    SessionPageCounts,
-    SessionPagesResult,
-    SessionState,
     SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
-    StartSessionWorkflowsResult,
     SummarizeSessionPagesParams,
     ai_task_queue,
+    build_mind_map,
+    build_session_mind_map,
+    complete_session,
+    complete_session_with_stored_map,
+    fail_session,
+    load_session_state,
+    load_session_work,
+    start_session_workflows,
+    summarize_session,
+    summarize_session_pages,
 )
 from workflows.job_run import job_run
-from workflows.retry_policies import DATABASE_RETRY
+from workflows.retry_policies import DATABASE_RETRY, LLM_RETRY
 
-# Rate limits and outages of the LLM server: back off up to a minute, give up after ~5 minutes
-# (a `Retry-After` from the server replaces the computed delay).
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=8,
-)
 AI_ACTIVITY_TIMEOUT = timedelta(minutes=5)
 # A session's pages wait their turn for the worker's LLM slots; heartbeats, not this, notice a
 # lost worker.
@@ -64,6 +50,8 @@ PAGES_ACTIVITY_TIMEOUT = timedelta(minutes=30)
 # Activities heartbeat every 2 s, so a killed worker's attempt is retried after this.
 AI_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 MAX_REASONS_LISTED = 3
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @workflow.defn(name=SWEEPER_WORKFLOW)
@@ -76,10 +64,9 @@ class AiProcessing:
         async with job_run("ai-processing") as run:
             after = 0
             while True:
-                batch: StartSessionWorkflowsResult = await workflow.execute_activity(
-                    START_SESSION_WORKFLOWS,
+                batch = await workflow.execute_activity(
+                    start_session_workflows,
                     StartSessionWorkflowsParams(after_session_id=after, limit=params.batch_size),
-                    result_type=StartSessionWorkflowsResult,
                     start_to_close_timeout=timedelta(minutes=5),
                     retry_policy=DATABASE_RETRY,
                 )
@@ -110,11 +97,7 @@ class ProcessSession:
         return await self._run_with_content(params)
 
     async def _run_on_ids(self, session_id: int) -> ProcessSessionResult:
-        state: SessionState | None = await _database_step(
-            LOAD_SESSION_STATE,
-            ProcessSessionInput(session_id),
-            SessionState | None,  # type: ignore[arg-type]
-        )
+        state = await _database_step(load_session_state, ProcessSessionInput(session_id))
         if state is None or state.status != "processing":
             workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
             return ProcessSessionResult(session_id=session_id, outcome="skipped")
@@ -125,10 +108,9 @@ class ProcessSession:
         if state.page_count == 0:
             return await self._fail(session_id, _no_pages_reason([]), usage)
         try:
-            counts: SessionPageCounts = await _ai_activity(
-                SUMMARIZE_SESSION,
+            counts = await _ai_activity(
+                summarize_session,
                 SessionIdParams(session_id),
-                SessionPageCounts,
                 start_to_close=PAGES_ACTIVITY_TIMEOUT,
             )
         except ActivityError as exc:
@@ -142,27 +124,21 @@ class ProcessSession:
             reason = f"none of the {state.page_count} visited pages could be summarised"
             return await self._fail(session_id, reason, usage, list_failed_pages=True)
         try:
-            stored: MindMapStored = await _ai_activity(
-                BUILD_SESSION_MIND_MAP, SessionIdParams(session_id), MindMapStored
-            )
+            stored = await _ai_activity(build_session_mind_map, SessionIdParams(session_id))
         except ActivityError as exc:
             return await self._fail(
                 session_id, f"the mind map could not be built: {_cause(exc)}", usage
             )
         usage.add(stored.usage)
         await _database_step(
-            COMPLETE_SESSION_WITH_STORED_MAP, CompleteStoredSessionParams(session_id, usage), bool
+            complete_session_with_stored_map, CompleteStoredSessionParams(session_id, usage)
         )
         return self._completed(session_id, usage)
 
     async def _run_with_content(self, params: ProcessSessionInput) -> ProcessSessionResult:
         """The path of workflows started before IDS_ONLY_PATCH (pages in the history)."""
         session_id = params.session_id
-        work: SessionWork | None = await _database_step(
-            LOAD_SESSION_WORK,
-            params,
-            SessionWork | None,  # type: ignore[arg-type]
-        )
+        work = await _database_step(load_session_work, params)
         if work is None or work.status != "processing":
             workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
             return ProcessSessionResult(session_id=session_id, outcome="skipped")
@@ -185,8 +161,8 @@ class ProcessSession:
         if not readable:
             return await self._fail(session_id, _no_pages_reason(pages), usage)
         try:
-            mind_map: MindMapResult = await _ai_activity(
-                BUILD_MIND_MAP, BuildMindMapParams(session_id, work.title, readable), MindMapResult
+            mind_map = await _ai_activity(
+                build_mind_map, BuildMindMapParams(session_id, work.title, readable)
             )
         except ActivityError as exc:
             return await self._fail(
@@ -194,9 +170,8 @@ class ProcessSession:
             )
         usage.add(mind_map.usage)
         await _database_step(
-            COMPLETE_SESSION,
+            complete_session,
             CompleteSessionParams(session_id=session_id, mind_map=mind_map, usage=usage),
-            bool,
         )
         return self._completed(session_id, usage)
 
@@ -212,10 +187,9 @@ class ProcessSession:
         the Temporal server per session instead of one per page."""
         if not work.pages:
             return []
-        result: SessionPagesResult = await _ai_activity(
-            SUMMARIZE_SESSION_PAGES,
+        result = await _ai_activity(
+            summarize_session_pages,
             SummarizeSessionPagesParams(session_id=work.session_id, pages=work.pages),
-            SessionPagesResult,
             start_to_close=PAGES_ACTIVITY_TIMEOUT,
         )
         return result.pages
@@ -224,7 +198,7 @@ class ProcessSession:
         self, session_id: int, reason: str, usage: SessionUsage, list_failed_pages: bool = False
     ) -> ProcessSessionResult:
         await _database_step(
-            FAIL_SESSION, FailSessionParams(session_id, reason, usage, list_failed_pages), bool
+            fail_session, FailSessionParams(session_id, reason, usage, list_failed_pages)
         )
         workflow.logger.warning(
             "session processing completed",
@@ -233,26 +207,24 @@ class ProcessSession:
         return ProcessSessionResult(session_id, outcome="failed", reason=reason, usage=usage)
 
 
-async def _database_step(name: str, arg: Any, result_type: type) -> Any:
+async def _database_step(step: Callable[[A], Awaitable[R]], arg: A) -> R:
     """A short, idempotent database step as a local activity: it runs in this worker without
     a round trip through the Temporal server (a third of a session's server load)."""
     return await workflow.execute_local_activity(
-        name,
+        step,
         arg,
-        result_type=result_type,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=DATABASE_RETRY,
     )
 
 
 async def _ai_activity(
-    name: str, arg: Any, result_type: type, start_to_close: timedelta = AI_ACTIVITY_TIMEOUT
-) -> Any:
+    step: Callable[[A], Awaitable[R]], arg: A, start_to_close: timedelta = AI_ACTIVITY_TIMEOUT
+) -> R:
     """An activity on the AI task queue of this workflow's queue, with the LLM retry policy."""
     return await workflow.execute_activity(
-        name,
+        step,
         arg,
-        result_type=result_type,
         task_queue=ai_task_queue(workflow.info().task_queue),
         start_to_close_timeout=start_to_close,
         heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,

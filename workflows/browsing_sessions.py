@@ -8,13 +8,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from learning_platform.jobs.browsing_sessions.contracts import (
-    FAIL_STALE_SESSIONS,
-    RECORD_ACTIVE_SESSIONS,
     CleanupStaleSessionsInput,
     CleanupStaleSessionsResult,
     FailStaleSessionsParams,
     UpdateMetricsInput,
     UpdateMetricsResult,
+    fail_stale_sessions,
+    record_active_sessions,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import DATABASE_RETRY
@@ -30,12 +30,11 @@ class CleanupStaleSessions:
         async with job_run("cleanup-stale-sessions") as run:
             cutoff = scheduled_time(params.scheduled_time) - timedelta(hours=params.max_age_hours)
             failed: int = await workflow.execute_activity(
-                FAIL_STALE_SESSIONS,
+                fail_stale_sessions,
                 FailStaleSessionsParams(
                     cutoff=cutoff,
                     reason=f"no activity for {params.max_age_hours:g} hours (stale cleanup)",
                 ),
-                result_type=int,
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=DATABASE_RETRY,
@@ -52,8 +51,7 @@ class UpdateMetrics:
     async def run(self, params: UpdateMetricsInput) -> UpdateMetricsResult:
         async with job_run("update-metrics") as run:
             count: int = await workflow.execute_activity(
-                RECORD_ACTIVE_SESSIONS,
-                result_type=int,
+                record_active_sessions,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

@@ -7,13 +7,13 @@ from datetime import timedelta
 from temporalio import workflow
 
 from learning_platform.jobs.learn_stats.contracts import (
-    RECALCULATE_LEARN_STATS,
-    RESET_BROKEN_STREAKS,
     LearnStatsDailyInput,
     LearnStatsDailyResult,
     LearnStatsJobParams,
     LearnStatsWeeklyInput,
     LearnStatsWeeklyResult,
+    recalculate_learn_stats,
+    reset_broken_streaks,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import DATABASE_RETRY
@@ -27,9 +27,8 @@ class LearnStatsDaily:
     async def run(self, params: LearnStatsDailyInput) -> LearnStatsDailyResult:
         async with job_run("learn-stats-daily") as run:
             result: LearnStatsDailyResult = await workflow.execute_activity(
-                RESET_BROKEN_STREAKS,
+                reset_broken_streaks,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
-                result_type=LearnStatsDailyResult,
                 start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=DATABASE_RETRY,
@@ -46,9 +45,8 @@ class LearnStatsWeekly:
     async def run(self, params: LearnStatsWeeklyInput) -> LearnStatsWeeklyResult:
         async with job_run("learn-stats-weekly") as run:
             result: LearnStatsWeeklyResult = await workflow.execute_activity(
-                RECALCULATE_LEARN_STATS,
+                recalculate_learn_stats,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
-                result_type=LearnStatsWeeklyResult,
                 start_to_close_timeout=timedelta(hours=3),
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=DATABASE_RETRY,

@@ -9,14 +9,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from learning_platform.jobs.outbox_relay.contracts import (
-    DRAIN_OUTBOX,
-    ENSURE_OUTBOX_RELAY,
     OUTBOX_RELAY_WORKFLOW,
     DrainOutboxParams,
-    DrainOutboxResult,
     EnsureOutboxRelayInput,
     EnsureOutboxRelayResult,
     OutboxRelayInput,
+    drain_outbox,
+    ensure_outbox_relay,
 )
 from workflows.job_run import job_run
 from workflows.retry_policies import DATABASE_RETRY
@@ -28,9 +27,8 @@ class OutboxRelay:
     async def run(self, params: OutboxRelayInput) -> None:
         for _ in range(params.drains_per_run):
             await workflow.execute_activity(
-                DRAIN_OUTBOX,
+                drain_outbox,
                 DrainOutboxParams(run_seconds=params.drain_seconds),
-                result_type=DrainOutboxResult,
                 start_to_close_timeout=timedelta(seconds=params.drain_seconds + 120),
                 # A crashed worker's drain is taken over this soon by another worker.
                 heartbeat_timeout=timedelta(seconds=20),
@@ -57,8 +55,7 @@ class EnsureOutboxRelay:
     async def run(self, params: EnsureOutboxRelayInput) -> EnsureOutboxRelayResult:
         async with job_run("outbox-relay") as run:
             started: EnsureOutboxRelayResult = await workflow.execute_activity(
-                ENSURE_OUTBOX_RELAY,
-                result_type=EnsureOutboxRelayResult,
+                ensure_outbox_relay,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

@@ -10,11 +10,11 @@ from learning_platform.jobs.retention.contracts import (
     DEAD_LETTERS,
     NOTIFICATIONS,
     PAGE_CRAWLS,
-    PRUNE_EXPIRED_ROWS,
     URL_SUMMARIES,
     PruneParams,
     RetentionInput,
     RetentionResult,
+    prune_expired_rows,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import DATABASE_RETRY
@@ -37,9 +37,8 @@ class Retention:
             deleted: dict[str, int] = {}
             for target, days in ages.items():
                 deleted[target] = await workflow.execute_activity(
-                    PRUNE_EXPIRED_ROWS,
+                    prune_expired_rows,
                     PruneParams(target=target, cutoff=now - timedelta(days=days)),
-                    result_type=int,
                     start_to_close_timeout=timedelta(minutes=30),
                     heartbeat_timeout=timedelta(minutes=1),
                     retry_policy=DATABASE_RETRY,

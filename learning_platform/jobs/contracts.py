@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from learning_platform.jobs.ai_processing.contracts import SESSION_ID_SEARCH_ATTRIBUTE
-
 RUN_MEMO_KEY = "job_run"
 
+# ProcessSession sets it (an Int) so an operator finds a session's workflow by its id.
+SESSION_ID_SEARCH_ATTRIBUTE = "SessionId"
 SEARCH_ATTRIBUTES: Mapping[str, str] = {SESSION_ID_SEARCH_ATTRIBUTE: "Int"}
+
+# The body of every activity interface in the families' contracts: workflows call an interface
+# (its name and signature type the call); the worker runs the implementation registered under
+# the same name (`activities.interfaces.implements`).
+RUNS_ON_THE_WORKER = "an activity interface: the worker runs its implementation in activities/"

@@ -6,27 +6,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+
 SWEEPER_WORKFLOW = "AiProcessing"
 SESSION_WORKFLOW = "ProcessSession"
 
-START_SESSION_WORKFLOWS = "start_session_workflows"
-LOAD_SESSION_WORK = "load_session_work"
-SUMMARIZE_SESSION_PAGES = "summarize_session_pages"
-BUILD_MIND_MAP = "build_mind_map"
-COMPLETE_SESSION = "complete_session"
-FAIL_SESSION = "fail_session"
-# The steps of ProcessSession since IDS_ONLY_PATCH: ids and counts in, ids and counts out; the
-# activities read pages, titles and summaries from the database (a session's pages are a
-# user's browsing history, which Temporal's history must not hold). The steps above serve the
-# workflows started before the patch; remove them with the old path.
+# Since IDS_ONLY_PATCH, ProcessSession's steps take and return ids and counts; its activities
+# read pages, titles and summaries from the database (a session's pages are a user's browsing
+# history, which Temporal's history must not hold). load_session_work, summarize_session_pages,
+# build_mind_map and complete_session serve the workflows started before the patch; remove
+# them with the old path.
 IDS_ONLY_PATCH = "session-history-ids-only"
-LOAD_SESSION_STATE = "load_session_state"
-SUMMARIZE_SESSION = "summarize_session"
-BUILD_SESSION_MIND_MAP = "build_session_mind_map"
-COMPLETE_SESSION_WITH_STORED_MAP = "complete_session_with_stored_map"
 
-# Registered on the Temporal server (jobs/contracts.py SEARCH_ATTRIBUTES) as an Int attribute.
-SESSION_ID_SEARCH_ATTRIBUTE = "SessionId"
 AI_TASK_QUEUE_SUFFIX = "-ai"
 
 
@@ -218,3 +211,73 @@ class ProcessSessionResult:
     outcome: str  # 'completed' | 'failed' | 'skipped' (not processing any more)
     reason: str | None = None
     usage: SessionUsage = field(default_factory=SessionUsage)
+
+
+# The activities, as workflows call them (`activities/ai_processing.py` implements each).
+
+
+@activity.defn
+async def start_session_workflows(
+    params: StartSessionWorkflowsParams,
+) -> StartSessionWorkflowsResult:
+    """One batch of processing sessions → one workflow each (running ones left alone)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def load_session_work(params: ProcessSessionInput) -> SessionWork | None:
+    """The session's status, title and pages (the path before IDS_ONLY_PATCH)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def load_session_state(params: ProcessSessionInput) -> SessionState | None:
+    """The session's status and page count, or None if it is gone."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def complete_session_with_stored_map(params: CompleteStoredSessionParams) -> bool:
+    """Completes the session with its stored mind map; notifies its user."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def complete_session(params: CompleteSessionParams) -> bool:
+    """Stores the mind map and completes the session (the path before IDS_ONLY_PATCH)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def fail_session(params: FailSessionParams) -> bool:
+    """Fails the session with the reason; notifies its user. False if it was not processing."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def summarize_session_pages(params: SummarizeSessionPagesParams) -> SessionPagesResult:
+    """Each page's summary from the cache, or read and summarised now (then cached), all pages at
+    once. A finished page is stored as it completes and the heartbeats carry the finished pages,
+    so a retry (after a rate limit, say) redoes only the pages that did not finish; one a lost
+    worker finished after its last beat comes from the cache."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def summarize_session(params: SessionIdParams) -> SessionPageCounts:
+    """summarize_session_pages with the pages read from the database and counts returned: the
+    session's URLs, titles and summaries stay out of the workflow's history."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def build_session_mind_map(params: SessionIdParams) -> MindMapStored:
+    """build_mind_map from the session's summaries in the database, the map stored there
+    (complete_session_with_stored_map completes the session): only usage counts return."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def build_mind_map(params: BuildMindMapParams) -> MindMapResult:
+    """The mind map of the summarised pages (the path before IDS_ONLY_PATCH)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)

@@ -20,11 +20,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from learning_platform.core.errors import UsageError
 from learning_platform.jobs.ai_processing import queries as session_processing
 from learning_platform.jobs.ai_processing.contracts import (
-    SESSION_ID_SEARCH_ATTRIBUTE,
     SESSION_WORKFLOW,
     ProcessSessionInput,
     session_workflow_id,
 )
+from learning_platform.jobs.contracts import SESSION_ID_SEARCH_ATTRIBUTE
 
 SESSION_ID = SearchAttributeKey.for_int(SESSION_ID_SEARCH_ATTRIBUTE)
 # Bounds a stuck run; the next sweep starts the session again.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-FAIL_STALE_SESSIONS = "fail_stale_sessions"
-RECORD_ACTIVE_SESSIONS = "record_active_sessions"
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
 
 ACTIVE_SESSIONS_GAUGE = "mindhit_sessions_active"
 
@@ -38,3 +39,17 @@ class UpdateMetricsInput:
 @dataclass
 class UpdateMetricsResult:
     active_sessions: int
+
+
+# The activities, as workflows call them (`activities/browsing_sessions.py` implements each).
+
+
+@activity.defn
+async def fail_stale_sessions(params: FailStaleSessionsParams) -> int:
+    """Batch after batch, each its own short transaction, per active status."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def record_active_sessions() -> int:
+    raise NotImplementedError(RUNS_ON_THE_WORKER)

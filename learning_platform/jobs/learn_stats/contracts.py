@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-RESET_BROKEN_STREAKS = "reset_broken_streaks"
-RECALCULATE_LEARN_STATS = "recalculate_learn_stats"
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
 
 
 @dataclass
@@ -40,3 +41,16 @@ class LearnStatsWeeklyResult:
 @dataclass
 class LearnStatsJobParams:
     scheduled_time: datetime
+
+
+# The activities, as workflows call them (`activities/learn_stats.py` implements each).
+
+
+@activity.defn
+async def reset_broken_streaks(params: LearnStatsJobParams) -> LearnStatsDailyResult:
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def recalculate_learn_stats(params: LearnStatsJobParams) -> LearnStatsWeeklyResult:
+    raise NotImplementedError(RUNS_ON_THE_WORKER)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+
 OUTBOX_RELAY_WORKFLOW = "OutboxRelay"
 RELAY_WORKFLOW_ID = "outbox-relay"
-
-DRAIN_OUTBOX = "drain_outbox"
-ENSURE_OUTBOX_RELAY = "ensure_outbox_relay"
 
 
 @dataclass
@@ -41,3 +42,19 @@ class EnsureOutboxRelayInput:
 class EnsureOutboxRelayResult:
     workflow_id: str
     run_id: str
+
+
+# The activities, as workflows call them (`activities/outbox_relay.py` implements each).
+
+
+@activity.defn
+async def drain_outbox(params: DrainOutboxParams) -> DrainOutboxResult:
+    """Deliver batches while there are events; between them, sleep until a NOTIFY (or the poll
+    interval, which also picks up events whose retry delay ran out)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def ensure_outbox_relay() -> EnsureOutboxRelayResult:
+    """Start the singleton relay unless it runs; Temporal allows one open run per id."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-PRUNE_EXPIRED_ROWS = "prune_expired_rows"
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
 
 # What the job prunes, in this order (each names a target in retention/queries.py).
 NOTIFICATIONS = "notifications"
@@ -36,3 +38,14 @@ class RetentionResult:
 class PruneParams:
     target: str
     cutoff: datetime
+
+
+# The activities, as workflows call them (`activities/retention.py` implements each).
+
+
+@activity.defn
+async def prune_expired_rows(params: PruneParams) -> int:
+    """Delete the target's rows older than `cutoff`, batch after batch, each its own transaction
+    with the running count and position, so a retry resumes after the last committed batch and
+    reports the exact count. Repeating it deletes nothing more."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
