@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,7 +20,7 @@ from temporalio.converter import value_to_type
 from activities.heartbeats import heartbeating
 from activities.interfaces import implements
 from activities.llm_errors import as_application_error, llm_errors_as_application_errors
-from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError, LlmUsage
+from learning_platform.ai.llm import LlmPermanentError, LlmRetryableError
 from learning_platform.core.tracing import TRACER
 from learning_platform.crawler.fetch import Crawler, PageUnavailableError
 from learning_platform.jobs.ai_processing import contracts
@@ -32,7 +31,6 @@ from learning_platform.jobs.ai_processing.contracts import (
     CompleteSessionParams,
     CompleteStoredSessionParams,
     FailSessionParams,
-    LlmUsageCounts,
     MindMapResult,
     MindMapStored,
     PageProgress,
@@ -43,7 +41,6 @@ from learning_platform.jobs.ai_processing.contracts import (
     SessionPageCounts,
     SessionPagesResult,
     SessionState,
-    SessionUsage,
     SessionWork,
     StartSessionWorkflowsParams,
     StartSessionWorkflowsResult,
@@ -51,6 +48,7 @@ from learning_platform.jobs.ai_processing.contracts import (
     SummarizeSessionPagesParams,
 )
 from learning_platform.jobs.ai_processing.starters import start_session_workflow
+from learning_platform.jobs.contracts import TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +58,12 @@ FAILED_PAGES_LISTED = 3
 _PARALLEL_STARTS = 20
 
 
-def _counts(usage: LlmUsage) -> LlmUsageCounts:
-    return LlmUsageCounts(
-        model=usage.model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        requests=usage.requests,
-    )
-
-
 def _finished_pages(heartbeat_details: Sequence[Any]) -> dict[str, PageSummaryResult]:
     """The pages an earlier attempt finished, from its last heartbeat."""
     if not heartbeat_details:
         return {}
     progress: SessionPagesResult = value_to_type(SessionPagesResult, heartbeat_details[0])
     return {page.url: page for page in progress.pages}
-
-
-def _usage_row(usage: SessionUsage) -> session_processing.UsageCounts:
-    return session_processing.UsageCounts(**asdict(usage))
 
 
 def _resumed_pages(
@@ -108,11 +93,8 @@ def _progress(pages: list[PageRef], done: dict[str, PageSummaryResult]) -> Summa
     )
 
 
-def _total_usage(pages: Sequence[PageSummaryResult]) -> LlmUsageCounts:
-    total = SessionUsage()
-    for page in pages:
-        total.add(page.usage)
-    return LlmUsageCounts(total.model, total.prompt_tokens, total.completion_tokens, total.requests)
+def _total_usage(pages: Sequence[PageSummaryResult]) -> TokenUsage:
+    return sum((page.usage for page in pages), TokenUsage())
 
 
 async def _with_failed_pages(conn: AsyncConnection, session_id: int, reason: str) -> str:
@@ -187,7 +169,7 @@ class SessionProcessingActivities:
     async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
         async with self._engine.begin() as conn:
             return await session_processing.complete_session_with_stored_map(
-                conn, session_id=params.session_id, usage=_usage_row(params.usage)
+                conn, session_id=params.session_id, usage=params.usage
             )
 
     @implements(contracts.complete_session)
@@ -199,7 +181,7 @@ class SessionProcessingActivities:
                 central_topic=params.mind_map.central_topic,
                 mind_map=params.mind_map.data,
                 generator=params.mind_map.generator,
-                usage=_usage_row(params.usage),
+                usage=params.usage,
             )
 
     @implements(contracts.fail_session)
@@ -209,7 +191,7 @@ class SessionProcessingActivities:
             if params.list_failed_pages:
                 reason = await _with_failed_pages(conn, params.session_id, reason)
             return await session_processing.fail_session(
-                conn, session_id=params.session_id, reason=reason, usage=_usage_row(params.usage)
+                conn, session_id=params.session_id, reason=reason, usage=params.usage
             )
 
 
@@ -352,7 +334,7 @@ class SessionAiActivities:
             )
         done[page.url] = PageSummaryResult(
             page.url, result.title, "summarized", result.summary, result.key_points,
-            usage=_counts(usage),
+            usage=usage,
         )  # fmt: skip
 
     async def _record(
@@ -374,7 +356,7 @@ class SessionAiActivities:
         (complete_session_with_stored_map completes the session): only usage counts return."""
         async with self._engine.connect() as conn:
             if await session_processing.stored_central_topic(conn, params.session_id):
-                return MindMapStored(LlmUsageCounts())  # an earlier attempt stored it
+                return MindMapStored(TokenUsage())  # an earlier attempt stored it
             session = await session_processing.session_pages(conn, params.session_id)
             urls = [page.url for page in session.pages] if session else []
             cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
@@ -412,5 +394,5 @@ class SessionAiActivities:
             central_topic=mind_map.central_topic,
             data=mind_map.to_dict(),
             generator=self._ai.generator,
-            usage=_counts(usage),
+            usage=usage,
         )

@@ -10,7 +10,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, cast
@@ -23,6 +22,7 @@ from prometheus_client import Counter
 
 from learning_platform.core.settings import Settings
 from learning_platform.core.tracing import TRACER
+from learning_platform.jobs.contracts import TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +35,6 @@ LLM_REQUESTS = Counter("llm_requests", "LLM requests by outcome", ["outcome"])
 # Every outcome exported from the start at 0, so the first error shows in rate() and alerts.
 for _outcome in ("ok", "retryable_error", "permanent_error"):
     LLM_REQUESTS.labels(outcome=_outcome)
-
-
-@dataclass
-class LlmUsage:
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0
-
-    def __add__(self, other: LlmUsage) -> LlmUsage:
-        return LlmUsage(
-            model=self.model or other.model,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            requests=self.requests + other.requests,
-        )
 
 
 class LlmError(Exception):
@@ -87,7 +71,7 @@ class JsonLlm:
         schema: dict[str, Any],
         schema_name: str,
         parse: Callable[[dict[str, Any]], T],
-    ) -> tuple[T, LlmUsage]:
+    ) -> tuple[T, TokenUsage]:
         """Ask for JSON matching `schema`, parse it with `parse`; re-ask on invalid output.
 
         `parse` raises ValueError/KeyError/TypeError for output it cannot use; the error text
@@ -97,7 +81,7 @@ class JsonLlm:
             {"role": "system", "content": system},
             {"role": "user", "content": user},
         ]
-        usage = LlmUsage(model=self.model)
+        usage = TokenUsage(model=self.model)
         problem = ""
         for _ in range(1 + self._max_reasks):
             content, used = await self._ask(messages, schema, schema_name)
@@ -123,7 +107,7 @@ class JsonLlm:
 
     async def _ask(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
-    ) -> tuple[str, LlmUsage]:
+    ) -> tuple[str, TokenUsage]:
         attributes = {"llm.model": self.model, "llm.schema": schema_name}
         with TRACER.start_as_current_span(f"llm {schema_name}", attributes=attributes) as span:
             try:
@@ -140,7 +124,7 @@ class JsonLlm:
 
     async def _request(
         self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str
-    ) -> tuple[str, LlmUsage]:
+    ) -> tuple[str, TokenUsage]:
         response_format: ResponseFormatJSONSchema = {
             "type": "json_schema",
             "json_schema": {"name": schema_name, "schema": schema, "strict": True},
@@ -157,7 +141,7 @@ class JsonLlm:
             raise LlmRetryableError(f"LLM request timed out: {exc}") from exc
         except openai.APIConnectionError as exc:
             raise LlmRetryableError(f"cannot reach the LLM server: {exc}") from exc
-        used = LlmUsage(model=completion.model or self.model, requests=1)
+        used = TokenUsage(model=completion.model or self.model, requests=1)
         if completion.usage is not None:
             used.prompt_tokens = completion.usage.prompt_tokens
             used.completion_tokens = completion.usage.completion_tokens

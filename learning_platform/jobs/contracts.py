@@ -5,6 +5,7 @@ set, which the namespace must have registered (the worker checks at start)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 RUN_MEMO_KEY = "job_run"
 
@@ -16,3 +17,22 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {SESSION_ID_SEARCH_ATTRIBUTE: "Int"}
 # (its name and signature type the call); the worker runs the implementation registered under
 # the same name (`activities.interfaces.implements`).
 RUNS_ON_THE_WORKER = "an activity interface: the worker runs its implementation in activities/"
+
+
+@dataclass
+class TokenUsage:
+    """What LLM requests cost: the one usage type of the AI client, the activities' results and
+    the stored rows (`SessionUsage` adds a session's page counts)."""
+
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            model=self.model or other.model,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            requests=self.requests + other.requests,
+        )

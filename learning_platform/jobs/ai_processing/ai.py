@@ -15,11 +15,11 @@ from learning_platform.ai import offline
 from learning_platform.ai.llm import (
     InvalidOutputError,
     JsonLlm,
-    LlmUsage,
     build_llm,
     truncate_to_token_budget,
 )
 from learning_platform.core.settings import Settings
+from learning_platform.jobs.contracts import TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ class SessionAi(Protocol):
 
     async def summarize_page(
         self, *, url: str, title: str, text: str
-    ) -> tuple[PageSummary, LlmUsage]: ...
+    ) -> tuple[PageSummary, TokenUsage]: ...
 
     async def build_mind_map(
         self, *, session_title: str, pages: list[SummarizedPage]
-    ) -> tuple[MindMap, LlmUsage]: ...
+    ) -> tuple[MindMap, TokenUsage]: ...
 
 
 def _string(description: str) -> dict[str, Any]:
@@ -169,7 +169,7 @@ class LlmSessionAi:
 
     async def summarize_page(
         self, *, url: str, title: str, text: str
-    ) -> tuple[PageSummary, LlmUsage]:
+    ) -> tuple[PageSummary, TokenUsage]:
         body = truncate_to_token_budget(text, self._budget)
         return await self._llm.complete_json(
             system=SUMMARY_SYSTEM,
@@ -181,7 +181,7 @@ class LlmSessionAi:
 
     async def build_mind_map(
         self, *, session_title: str, pages: list[SummarizedPage]
-    ) -> tuple[MindMap, LlmUsage]:
+    ) -> tuple[MindMap, TokenUsage]:
         # The budget is shared by the pages; each summary is cut, so the JSON stays valid.
         per_page = max(100, self._budget // max(1, len(pages)))
         listing = json.dumps(
@@ -207,18 +207,18 @@ class OfflineSessionAi:
 
     async def summarize_page(
         self, *, url: str, title: str, text: str
-    ) -> tuple[PageSummary, LlmUsage]:
+    ) -> tuple[PageSummary, TokenUsage]:
         sentences = offline.rank_sentences(text, 4)
         summary = PageSummary(
             title=title or (sentences[0][:80] if sentences else url),
             summary=" ".join(sentences) or text[:500],
             key_points=offline.key_phrases(text, 6),
         )
-        return summary, LlmUsage(model=OFFLINE_GENERATOR)
+        return summary, TokenUsage(model=OFFLINE_GENERATOR)
 
     async def build_mind_map(
         self, *, session_title: str, pages: list[SummarizedPage]
-    ) -> tuple[MindMap, LlmUsage]:
+    ) -> tuple[MindMap, TokenUsage]:
         by_url = {page.url: page for page in pages}
         phrases = {
             page.url: page.key_points + offline.key_phrases(page.summary, 6) for page in pages
@@ -233,7 +233,9 @@ class OfflineSessionAi:
         ]
         everything = " ".join(f"{p.title}. {p.summary}" for p in pages)
         central = session_title or next(iter(offline.key_phrases(everything, 1)), "session")
-        return MindMap(central_topic=central, branches=branches), LlmUsage(model=OFFLINE_GENERATOR)
+        return MindMap(central_topic=central, branches=branches), TokenUsage(
+            model=OFFLINE_GENERATOR
+        )
 
 
 def build_session_ai(settings: Settings) -> SessionAi:

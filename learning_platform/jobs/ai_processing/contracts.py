@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, TokenUsage
 
 SWEEPER_WORKFLOW = "AiProcessing"
 SESSION_WORKFLOW = "ProcessSession"
@@ -94,14 +94,6 @@ class SessionIdParams:
 
 
 @dataclass
-class LlmUsageCounts:
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0
-
-
-@dataclass
 class SummarizeSessionPagesParams:
     session_id: int
     pages: list[PageRef]
@@ -115,7 +107,7 @@ class PageSummaryResult:
     summary: str = ""
     key_points: list[str] = field(default_factory=list)
     error: str | None = None
-    usage: LlmUsageCounts = field(default_factory=LlmUsageCounts)
+    usage: TokenUsage = field(default_factory=TokenUsage)
 
 
 @dataclass
@@ -128,7 +120,7 @@ class SessionPageCounts:
     summarized: int
     cached: int
     failed: int
-    usage: LlmUsageCounts
+    usage: TokenUsage
 
 
 @dataclass
@@ -137,7 +129,7 @@ class PageProgress:
 
     index: int
     outcome: str
-    usage: LlmUsageCounts
+    usage: TokenUsage
 
 
 @dataclass
@@ -147,7 +139,7 @@ class SummarizeProgress:
 
 @dataclass
 class MindMapStored:
-    usage: LlmUsageCounts
+    usage: TokenUsage
 
 
 @dataclass
@@ -162,21 +154,19 @@ class MindMapResult:
     central_topic: str
     data: dict[str, Any]
     generator: str
-    usage: LlmUsageCounts
+    usage: TokenUsage
 
 
 @dataclass
-class SessionUsage:
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0
+class SessionUsage(TokenUsage):
+    """A session's usage and page counts (stored as its `session_llm_usage` row)."""
+
     pages_total: int = 0
     pages_summarized: int = 0
     pages_cached: int = 0
     pages_failed: int = 0
 
-    def add(self, usage: LlmUsageCounts) -> None:
+    def add(self, usage: TokenUsage) -> None:
         self.model = self.model or usage.model
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens

@@ -4,7 +4,7 @@ transaction)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urldefrag
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.core.notifications import record_notification
+from learning_platform.jobs.ai_processing.contracts import SessionUsage
 from learning_platform.jobs.ai_processing.models import (
     MindMapRecord,
     PageCrawl,
@@ -56,18 +57,6 @@ class CachedSummary:
     title: str
     summary: str
     key_points: list[str]
-
-
-@dataclass(frozen=True)
-class UsageCounts:
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    requests: int
-    pages_total: int
-    pages_summarized: int
-    pages_cached: int
-    pages_failed: int
 
 
 _WAITING_SESSIONS = text(
@@ -223,13 +212,13 @@ async def _set_status(
     )
 
 
-async def _store_usage(conn: AsyncConnection, session_id: int, usage: UsageCounts) -> None:
-    values: dict[str, Any] = {"session_id": session_id, **usage.__dict__}
+async def _store_usage(conn: AsyncConnection, session_id: int, usage: SessionUsage) -> None:
+    values: dict[str, Any] = {"session_id": session_id, **asdict(usage)}
     statement = insert(SessionLlmUsage).values(**values)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[SessionLlmUsage.session_id],
-            set_={key: statement.excluded[key] for key in usage.__dict__}
+            set_={key: statement.excluded[key] for key in asdict(usage)}
             | {"recorded_at": func.now()},
         )
     )
@@ -242,7 +231,7 @@ async def complete_session(
     central_topic: str,
     mind_map: dict[str, Any],
     generator: str,
-    usage: UsageCounts,
+    usage: SessionUsage,
 ) -> bool:
     """Store the mind map, mark the session completed and notify its user, atomically.
 
@@ -291,7 +280,7 @@ async def stored_central_topic(conn: AsyncConnection, session_id: int) -> str | 
 
 
 async def complete_session_with_stored_map(
-    conn: AsyncConnection, *, session_id: int, usage: UsageCounts
+    conn: AsyncConnection, *, session_id: int, usage: SessionUsage
 ) -> bool:
     """Mark the session completed and notify its user, atomically, its mind map stored before
     (by the activity that built it). False, changing nothing, when no longer processing."""
@@ -306,7 +295,7 @@ async def complete_session_with_stored_map(
 
 
 async def _finish_completed(
-    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: UsageCounts
+    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: SessionUsage
 ) -> None:
     await _set_status(conn, session_id, SessionStatus.COMPLETED, None)
     await _store_usage(conn, session_id, usage)
@@ -320,7 +309,7 @@ async def _finish_completed(
 
 
 async def fail_session(
-    conn: AsyncConnection, *, session_id: int, reason: str, usage: UsageCounts
+    conn: AsyncConnection, *, session_id: int, reason: str, usage: SessionUsage
 ) -> bool:
     """Mark the session failed with `reason` and notify its user, atomically (see above)."""
     user_id = await _lock_processing(conn, session_id)

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from learning_platform.ai.llm import JsonLlm, LlmUsage, build_llm, truncate_to_token_budget
+from learning_platform.ai.llm import JsonLlm, build_llm, truncate_to_token_budget
 from learning_platform.core.settings import Settings
+from learning_platform.jobs.contracts import TokenUsage
 from learning_platform.jobs.question_sets import offline_questions
 from learning_platform.jobs.question_sets.offline_questions import DraftQuestion
 
@@ -26,7 +27,7 @@ class QuestionAi(Protocol):
 
     async def make_questions(
         self, *, title: str, text: str, count: int, seed: int
-    ) -> tuple[list[DraftQuestion], LlmUsage]: ...
+    ) -> tuple[list[DraftQuestion], TokenUsage]: ...
 
 
 def validate_questions(questions: Sequence[DraftQuestion], max_count: int) -> None:
@@ -110,7 +111,7 @@ class LlmQuestionAi:
 
     async def make_questions(
         self, *, title: str, text: str, count: int, seed: int
-    ) -> tuple[list[DraftQuestion], LlmUsage]:
+    ) -> tuple[list[DraftQuestion], TokenUsage]:
         body = truncate_to_token_budget(text, self._budget)
         return await self._llm.complete_json(
             system=QUESTIONS_SYSTEM,
@@ -126,7 +127,7 @@ class OfflineQuestionAi:
 
     async def make_questions(
         self, *, title: str, text: str, count: int, seed: int
-    ) -> tuple[list[DraftQuestion], LlmUsage]:
+    ) -> tuple[list[DraftQuestion], TokenUsage]:
         questions = offline_questions.build_questions(text, count, seed=seed)
         if not questions:
             raise NoQuestionsPossible(
@@ -134,7 +135,7 @@ class OfflineQuestionAi:
                 "it needs full sentences of text"
             )
         validate_questions(questions, count)
-        return questions, LlmUsage(model=OFFLINE_GENERATOR)
+        return questions, TokenUsage(model=OFFLINE_GENERATOR)
 
 
 def build_question_ai(settings: Settings) -> QuestionAi:
