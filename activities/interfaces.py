@@ -15,12 +15,14 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from temporalio import activity
 
+from learning_platform.core.errors import ServiceError
+
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
 
-class InterfaceMismatchError(TypeError):
+class InterfaceMismatchError(ServiceError, TypeError):
     """An implementation whose signature differs from its interface's."""
 
 

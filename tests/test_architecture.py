@@ -105,3 +105,29 @@ def test_notification_api_uses_only_the_shared_core(path: Path) -> None:
         if not m.startswith(("learning_platform.core", "learning_platform.notification_api"))
     }
     assert outside == set()
+
+
+def test_every_exception_the_service_defines_derives_from_the_one_base() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import activities
+    import learning_platform
+    from learning_platform.core.errors import ServiceError
+
+    defined: list[type[BaseException]] = []
+    for package in (learning_platform, activities):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.startswith("learning_platform.migrations.") or info.name.endswith(
+                "__main__"
+            ):
+                continue
+            module = importlib.import_module(info.name)
+            defined += [
+                cls
+                for _, cls in inspect.getmembers(module, inspect.isclass)
+                if issubclass(cls, BaseException) and cls.__module__ == module.__name__
+            ]
+    assert len(defined) >= 10
+    assert [c.__qualname__ for c in defined if not issubclass(c, ServiceError)] == []

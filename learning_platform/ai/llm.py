@@ -20,6 +20,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from prometheus_client import Counter
 
+from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 from learning_platform.core.tracing import TRACER
 from learning_platform.jobs.contracts import TokenUsage
@@ -37,7 +38,7 @@ for _outcome in ("ok", "retryable_error", "permanent_error"):
     LLM_REQUESTS.labels(outcome=_outcome)
 
 
-class LlmError(Exception):
+class LlmError(ServiceError):
     """Base of the errors `JsonLlm` raises; the message says what went wrong and what to do."""
 
 
@@ -53,7 +54,7 @@ class LlmPermanentError(LlmError):
     """Bad request, credentials or model, or output that stayed invalid: retrying cannot help."""
 
 
-class InvalidOutputError(ValueError):
+class InvalidOutputError(ServiceError, ValueError):
     """Raised by a `parse` callback when the JSON has the right shape but unusable content."""
 
 

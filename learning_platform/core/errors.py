@@ -1,14 +1,19 @@
-"""The one exception base for failures the person running the service can fix.
+"""The one exception base of the service, and the failures the person running it can fix.
 
-Commands and the worker's start-up end on these with their message as one line and no
-traceback (`process_exit.reports_operator_errors`); the message says what to fix. Never put a
-secret (a password, a key, a whole DATABASE_URL) into one.
+Every exception this service raises on purpose derives from `ServiceError`, and its message
+says what went wrong and what to do (never a secret: a password, a key, a whole DATABASE_URL).
+`OperatorError`s end commands and the worker's start-up with that message as one line and no
+traceback (`commands/process_exit.reports_operator_errors`).
 """
 
 from __future__ import annotations
 
 
-class OperatorError(Exception):
+class ServiceError(Exception):
+    """Base of every exception this service raises on purpose; `str()` says what to do."""
+
+
+class OperatorError(ServiceError):
     """A failure a person can act on; `str()` says how. Exit status 1 unless a subclass says."""
 
     exit_code = 1

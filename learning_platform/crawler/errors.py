@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from learning_platform.core.errors import ServiceError
 
-class PageUnavailableError(Exception):
+
+class PageUnavailableError(ServiceError):
     """The page cannot be read; `reason` says why in words a user understands."""
 
     def __init__(self, reason: str, http_status: int | None = None) -> None:

@@ -6,10 +6,12 @@ from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 
+from learning_platform.core.errors import ServiceError
+
 RETRY_SOON = {"Retry-After": "5"}
 
 
-class Refusal(Exception):
+class Refusal(ServiceError):
     """A request the API answers with an error: `{"error": code, "message": what to fix}`."""
 
     def __init__(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from learning_platform.core.errors import ServiceError
 
-class StorageError(Exception):
+
+class StorageError(ServiceError):
     """The store could not be reached or refused the operation; retrying may help."""
 
 

@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 
+from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 from learning_platform.temporal.payload_codec import (
     EncryptionCodec,
@@ -48,7 +49,7 @@ _LOGIN_FORM = """<!doctype html><title>Codec server</title>
 <p>Then enable "Include cross-origin credentials" in the Temporal UI's codec settings.</p>"""
 
 
-class CodecServerConfigError(ValueError):
+class CodecServerConfigError(ServiceError, ValueError):
     """The codec server cannot run with these settings."""
 
 

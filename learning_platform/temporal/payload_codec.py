@@ -28,6 +28,7 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 
 ENCODING = b"binary/encrypted"
@@ -36,7 +37,7 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
-class PayloadCodecError(ValueError):
+class PayloadCodecError(ServiceError, ValueError):
     """A key setting is wrong, or a payload cannot be decrypted; never carries key material."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from learning_platform.core.errors import ServiceError
 from learning_platform.jobs.outbox_relay import metrics as outbox_metrics
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class PendingEvent:
 EventHandler = Callable[[AsyncConnection, Sequence[PendingEvent]], Awaitable[None]]
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(ServiceError, ValueError):
     """The payload cannot be handled however often it is retried."""
 
 

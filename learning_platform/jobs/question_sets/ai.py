@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from learning_platform.ai.llm import JsonLlm, build_llm, truncate_to_token_budget
+from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.contracts import TokenUsage
 from learning_platform.jobs.question_sets import offline_questions
@@ -18,7 +19,7 @@ OFFLINE_GENERATOR = "offline-cloze"
 MAX_CHOICES = 6
 
 
-class NoQuestionsPossible(ValueError):
+class NoQuestionsPossible(ServiceError, ValueError):
     """The text has no sentence a question can be made from."""
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.core.errors import ServiceError
 from learning_platform.core.notifications import record_notification
 from learning_platform.jobs.outbox_relay.events import enqueue_event
 from learning_platform.jobs.question_sets.models import (
@@ -33,11 +34,11 @@ REQUESTED_EVENT = "question_set.requested"
 AGGREGATE_TYPE = "question_set"
 
 
-class OptimisticLockConflict(Exception):
+class OptimisticLockConflict(ServiceError):
     """Another writer changed the set since it was read; read again and retry."""
 
 
-class SourceUnavailable(Exception):
+class SourceUnavailable(ServiceError):
     """The source does not exist, is not the user's, or is being deleted."""
 
 

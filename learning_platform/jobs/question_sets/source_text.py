@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from email.message import Message
 
+from learning_platform.core.errors import ServiceError
+
 SUPPORTED_CONTENT_TYPES = frozenset({"text/plain", "text/markdown"})
 
 
-class BadSource(Exception):
+class BadSource(ServiceError):
     """A source no retry can make usable: empty, unreadable or of an unsupported type."""
 
 
