@@ -23,10 +23,10 @@ from temporalio.worker import Worker
 
 from activities.registry import Dependencies
 from learning_platform.core.database import create_engine, libpq_url, start_embedded_postgres
-from learning_platform.core.models import Base
 from learning_platform.core.settings import Settings
 from learning_platform.dev.embedded_temporal import search_attribute_args, temporal_cli_path
 from learning_platform.migrations import upgrade
+from learning_platform.schema import metadata
 from tests.codec_keys import TEST_CODEC_KEYS, encrypting_converter
 from worker import create_workers
 
@@ -60,7 +60,7 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
     if "engine" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 

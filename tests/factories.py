@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import ActivityEnvironment
 
 
 async def add_user(engine: AsyncEngine, email: str = "user@example.com") -> int:
@@ -35,3 +37,11 @@ async def session_statuses(engine: AsyncEngine) -> dict[int, str]:
     async with engine.connect() as conn:
         rows = await conn.execute(text("SELECT id, status FROM sessions"))
         return {row.id: row.status for row in rows}
+
+
+def activity_of_run(run: int) -> ActivityEnvironment:
+    """An activity environment of its own workflow run: concurrent sweeps of separate runs
+    each keep their own checkpoint, as they do on a worker."""
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(environment.info, workflow_run_id=f"run-{run}")
+    return environment

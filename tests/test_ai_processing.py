@@ -113,7 +113,7 @@ async def test_session_gets_a_mind_map_its_user_is_told_and_usage_is_recorded(
     linked = {url for branch in mind_map.data["branches"] for url in branch["page_urls"]}
     assert linked == set(urls)
     (notification,) = await rows(engine, "SELECT user_id, kind, payload FROM notifications")
-    assert (notification.user_id, notification.kind) == (user, "session_completed")
+    assert (notification.user_id, notification.kind) == (user, "session.completed")
     assert notification.payload["session_id"] == session
     outcomes = {
         r.url: (r.outcome, r.http_status)
@@ -178,7 +178,7 @@ async def test_a_session_whose_pages_all_fail_is_failed_with_the_reasons(
     assert "HTTP 404" in reason and "application/octet-stream" in reason
     assert "non-public address" in reason
     (notification,) = await rows(engine, "SELECT kind, payload FROM notifications")
-    assert notification.kind == "session_failed" and notification.payload["reason"] == reason
+    assert notification.kind == "session.failed" and notification.payload["reason"] == reason
     assert llm.requests == [], "nothing readable, nothing sent to the LLM"
 
 

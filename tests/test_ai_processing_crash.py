@@ -95,7 +95,7 @@ async def test_killed_worker_mid_session_is_finished_by_another_without_duplicat
     assert result.outcome == "completed"
     assert len(await rows(engine, "SELECT 1 FROM mind_maps WHERE session_id = :s", s=session)) == 1
     notifications = await rows(engine, "SELECT kind FROM notifications")
-    assert [n.kind for n in notifications] == ["session_completed"]
+    assert [n.kind for n in notifications] == ["session.completed"]
     (status,) = await rows(engine, "SELECT status FROM sessions WHERE id = :s", s=session)
     assert status.status == "completed"
     assert len(llm.requests_for("mind_map")) == 1

@@ -32,7 +32,7 @@ __all__ = ["api_settings"]  # a fixture
 pytestmark = pytest.mark.browser
 
 LIVE_PAGE = PROJECT_ROOT / "learning_platform" / "api" / "pages" / "live.html"
-KIND = "session_completed"
+KIND = "session.completed"
 WAIT_MS = 20_000
 
 

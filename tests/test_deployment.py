@@ -29,11 +29,11 @@ from temporalio.client import Client, ScheduleActionStartWorkflow
 
 from learning_platform.core.database import libpq_url, resolve_database_url
 from learning_platform.core.metrics import free_loopback_port
-from learning_platform.core.models import Base
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.contracts import SEARCH_ATTRIBUTES
 from learning_platform.scheduling.declarations import declared_schedules
 from learning_platform.scheduling.sync import full_id
+from learning_platform.schema import metadata
 from tests.codec_keys import TEST_CODEC_KEYS
 from tests.worker_process import WorkerProcess, _pump
 
@@ -276,7 +276,7 @@ async def test_migrate_command_builds_the_schema_then_has_nothing_to_do(
         tables = {r["tablename"] for r in await connection.fetch("SELECT tablename FROM pg_tables")}
     finally:
         await connection.close()
-    assert set(Base.metadata.tables) | {"alembic_version"} <= tables
+    assert set(metadata.tables) | {"alembic_version"} <= tables
 
 
 def test_migrate_command_without_database_url_says_what_to_set(settings: Settings) -> None:

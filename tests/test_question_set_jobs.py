@@ -28,7 +28,7 @@ from learning_platform.jobs.question_sets.contracts import (
 from learning_platform.scheduling.declarations import declared_schedules
 from learning_platform.scheduling.sync import build_schedule
 from learning_platform.storage import build_storage
-from tests.factories import add_user
+from tests.factories import activity_of_run, add_user
 from tests.question_set_factories import add_question_set, add_source, question_set, rows
 from workflows.question_sets import QuestionSetCleanup, QuestionSetRetry
 
@@ -169,7 +169,7 @@ async def test_concurrent_cleanups_fail_and_notify_each_set_once(
     params = FailStaleQuestionSetsParams(cutoff=SCHEDULED - HOUR, reason="timed out")
 
     totals = await asyncio.gather(
-        *(ActivityEnvironment().run(activities.fail_stale_question_sets, params) for _ in range(3))
+        *(activity_of_run(run).run(activities.fail_stale_question_sets, params) for run in range(3))
     )
 
     assert sum(totals) == count

@@ -21,7 +21,7 @@ from learning_platform.jobs.browsing_sessions.contracts import (
     CleanupStaleSessionsResult,
     FailStaleSessionsParams,
 )
-from tests.factories import add_session, add_user, session_statuses
+from tests.factories import activity_of_run, add_session, add_user, session_statuses
 from workflows.browsing_sessions import CleanupStaleSessions
 
 SCHEDULED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -189,7 +189,7 @@ async def test_concurrent_sweeps_split_the_rows_without_doubling(
     params = FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale")
 
     totals = await asyncio.gather(
-        *(ActivityEnvironment().run(activities.fail_stale_sessions, params) for _ in range(3))
+        *(activity_of_run(run).run(activities.fail_stale_sessions, params) for run in range(3))
     )
 
     assert sum(totals) == count

@@ -237,7 +237,7 @@ async def test_an_ended_session_is_one_trace_through_its_crawls_llm_calls_and_no
     )
     notify = by_name(spans, "write notification")
     assert child_of(notify, by_name(spans, "RunActivity:complete_session_with_stored_map"))
-    assert (notify.attributes or {})["notification.kind"] == "session_completed"
+    assert (notify.attributes or {})["notification.kind"] == "session.completed"
 
 
 async def test_a_run_started_without_a_trace_has_activity_spans_named_by_its_run(

@@ -178,7 +178,7 @@ async def test_triggered_job_completes_and_its_notification_reaches_an_sse_clien
         stack.exec("worker", "learning-jobs", "schedules", "trigger", "ai-processing")
         event = await stream.next_event(within=120)
 
-    assert event.event == "session_failed", event
+    assert event.event == "session.failed", event
     assert event.json()["payload"]["session_id"] == session_id, event.data
     sweep = [
         run async for run in temporal.list_workflows('TemporalScheduledById = "ai-processing"')

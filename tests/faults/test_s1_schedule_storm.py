@@ -199,7 +199,7 @@ async def verify_effects(
         "FROM mind_maps GROUP BY session_id) m",
     )
     notes = await scalar(
-        engine, "SELECT count(*) FROM notifications WHERE kind = 'session_completed'"
+        engine, "SELECT count(*) FROM notifications WHERE kind = 'session.completed'"
     )
     assert mind_maps == [1] * len(world.processing_sessions)
     assert notes == len(world.processing_sessions)

@@ -26,8 +26,8 @@ from learning_platform.jobs.browsing_sessions.models import (
     SessionStatus,
 )
 
-SESSION_COMPLETED = "session_completed"
-SESSION_FAILED = "session_failed"
+SESSION_COMPLETED = "session.completed"
+SESSION_FAILED = "session.failed"
 
 
 @dataclass(frozen=True)

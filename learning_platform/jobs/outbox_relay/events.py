@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.core.notifications import checked_event_name
 from learning_platform.core.tracing import current_trace_context
 from learning_platform.jobs.outbox_relay.models import OutboxEvent
 
@@ -21,13 +22,14 @@ async def enqueue_event(
 ) -> int:
     """Write one event in the caller's transaction; it is delivered only if that commits.
 
-    The current trace context goes with it, so the relay's delivery continues the trace."""
+    `event_type` follows the event-name convention (core/notifications.py). The current trace
+    context goes with it, so the relay's delivery continues the trace."""
     statement = (
         insert(OutboxEvent)
         .values(
             aggregate_type=aggregate_type,
             aggregate_id=str(aggregate_id),
-            event_type=event_type,
+            event_type=checked_event_name(event_type),
             payload=payload,
             trace_context=current_trace_context(),
         )
