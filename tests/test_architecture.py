@@ -3,7 +3,7 @@
 - workflows import no I/O library, no activity code, and of the package only the job
   families' `contracts` modules (plain data and activity interfaces);
 - `contracts` modules import only the standard library, Temporal's activity definitions and
-  other contracts;
+  other contracts at run time (the settings type of `schedules(settings)` for annotations only);
 - the package imports neither `workflows` nor `activities`;
 - production code imports nothing of the dev tooling (`learning_platform.dev`);
 - the notification API uses only the shared core (no job family's code).
@@ -22,11 +22,31 @@ IO_LIBRARIES = {"sqlalchemy", "asyncpg", "httpx", "openai", "aioboto3", "botocor
 CONTRACT_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "typing"}
 
 
+def is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in {
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    }
+
+
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under `if TYPE_CHECKING:` (imported for annotations only)."""
+    found: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        pending += [
+            child for child in ast.iter_child_nodes(node) if not is_type_checking_block(child)
+        ]
+    return found
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Every module `path` imports, as dotted names (`from a.b import c` gives `a.b`)."""
+    """Every module `path` imports at run time, as dotted names (`from a.b import c`: `a.b`)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -17,8 +17,8 @@ from activities.registry import Dependencies
 from learning_platform.core.errors import UnavailableError
 from learning_platform.core.settings import Settings
 from learning_platform.dev.embedded_temporal import temporal_cli_path
+from learning_platform.jobs.contracts import JobSchedule
 from learning_platform.scheduling.declarations import declared_schedules
-from learning_platform.scheduling.job_schedule import JobSchedule
 from learning_platform.scheduling.sync import ScheduleDeclarationError, apply, full_id, plan
 from tests.factories import add_session, add_user, session_statuses
 from tests.schedule_helpers import results_of_recent_runs, wait_for_actions, wait_until_idle

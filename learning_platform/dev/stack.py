@@ -39,10 +39,11 @@ from learning_platform.core.settings import PROJECT_ROOT, Settings, get_settings
 from learning_platform.dev.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
 from learning_platform.dev.embedded_temporal import start_dev_server
 from learning_platform.jobs.ai_processing.contracts import ai_task_queue
+from learning_platform.jobs.outbox_relay.contracts import RELAY_WATCHDOG_SCHEDULE_ID
 from learning_platform.jobs.question_sets.queries import request_question_set
 from learning_platform.migrations import upgrade
 from learning_platform.notification_api.auth import mint_token
-from learning_platform.scheduling.declarations import RELAY_WATCHDOG_SCHEDULE_ID, declared_schedules
+from learning_platform.scheduling.declarations import declared_schedules
 from learning_platform.scheduling.sync import apply, full_id
 from learning_platform.temporal.connection import connect
 from learning_platform.temporal.payload_codec import codec_enabled

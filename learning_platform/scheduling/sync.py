@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from learning_platform.core.errors import UsageError
 from learning_platform.core.settings import Settings
-from learning_platform.scheduling.job_schedule import JobSchedule
+from learning_platform.jobs.contracts import JobSchedule
 
 MANAGED_BY = "learning-jobs schedules.py"
 CREATED_NOTE = "created by schedules.py apply"

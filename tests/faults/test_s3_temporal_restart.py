@@ -22,9 +22,9 @@ from temporalio.client import (
 from temporalio.common import SearchAttributeKey
 
 from learning_platform.core.settings import Settings
+from learning_platform.jobs.contracts import JobSchedule
 from learning_platform.jobs.outbox_relay.contracts import OutboxRelayInput
 from learning_platform.scheduling.declarations import declared_schedules
-from learning_platform.scheduling.job_schedule import JobSchedule
 from learning_platform.scheduling.sync import build_schedule, full_id
 from tests.faults.report import FaultReport
 from tests.faults.servers import OwnTemporal

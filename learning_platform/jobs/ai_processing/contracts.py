@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, TokenUsage
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule, TokenUsage
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 SWEEPER_WORKFLOW = "AiProcessing"
 SESSION_WORKFLOW = "ProcessSession"
@@ -201,6 +204,21 @@ class ProcessSessionResult:
     outcome: str  # 'completed' | 'failed' | 'skipped' (not processing any more)
     reason: str | None = None
     usage: SessionUsage = field(default_factory=SessionUsage)
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id="ai-processing",
+            workflow="AiProcessing",
+            arg=AiProcessingInput(batch_size=settings.ai_sweep_batch_size),
+            description="Each processing session gets its own workflow: crawl, summarise, mind map",
+            every=timedelta(minutes=5),
+            execution_timeout=timedelta(minutes=5),
+            catchup_window=timedelta(minutes=5),
+        ),
+    ]
 
 
 # The activities, as workflows call them (`activities/ai_processing.py` implements each).

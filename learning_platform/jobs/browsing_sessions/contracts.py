@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 ACTIVE_SESSIONS_GAUGE = "mindhit_sessions_active"
 
@@ -39,6 +43,30 @@ class UpdateMetricsInput:
 @dataclass
 class UpdateMetricsResult:
     active_sessions: int
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id="cleanup-stale-sessions",
+            workflow="CleanupStaleSessions",
+            arg=CleanupStaleSessionsInput(max_age_hours=settings.stale_session_age_hours),
+            description="Sessions recording/paused with no update for 24 h become failed",
+            cron="0 * * * *",
+            execution_timeout=timedelta(minutes=30),
+            catchup_window=timedelta(hours=2),
+        ),
+        JobSchedule(
+            schedule_id="update-metrics",
+            workflow="UpdateMetrics",
+            arg=UpdateMetricsInput(),
+            description="Count recording+paused sessions into the mindhit_sessions_active gauge",
+            every=timedelta(minutes=1),
+            execution_timeout=timedelta(minutes=1),
+            catchup_window=timedelta(minutes=1),
+        ),
+    ]
 
 
 # The activities, as workflows call them (`activities/browsing_sessions.py` implements each).

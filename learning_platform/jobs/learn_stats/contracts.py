@@ -7,11 +7,15 @@ which hold the settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 
 @dataclass
@@ -41,6 +45,30 @@ class LearnStatsWeeklyResult:
 @dataclass
 class LearnStatsJobParams:
     scheduled_time: datetime
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id="learn-stats-daily",
+            workflow="LearnStatsDaily",
+            arg=LearnStatsDailyInput(),
+            description="Reset the current streak of users with no learning yesterday",
+            cron="0 0 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=3),
+        ),
+        JobSchedule(
+            schedule_id="learn-stats-weekly",
+            workflow="LearnStatsWeekly",
+            arg=LearnStatsWeeklyInput(),
+            description="Reset weekly counters; recalculate cumulative stats from the records",
+            cron="0 4 * * 1",
+            execution_timeout=timedelta(hours=4),
+            catchup_window=timedelta(days=6),
+        ),
+    ]
 
 
 # The activities, as workflows call them (`activities/learn_stats.py` implements each).

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 OUTBOX_RELAY_WORKFLOW = "OutboxRelay"
 RELAY_WORKFLOW_ID = "outbox-relay"
@@ -42,6 +46,25 @@ class EnsureOutboxRelayInput:
 class EnsureOutboxRelayResult:
     workflow_id: str
     run_id: str
+
+
+# `make dev` triggers it at start, so the relay does not wait for its first tick.
+RELAY_WATCHDOG_SCHEDULE_ID = "outbox-relay"
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id=RELAY_WATCHDOG_SCHEDULE_ID,
+            workflow="EnsureOutboxRelay",
+            arg=EnsureOutboxRelayInput(),
+            description="Watchdog: start the singleton outbox relay workflow if it is not running",
+            every=timedelta(minutes=1),
+            execution_timeout=timedelta(minutes=1),
+            catchup_window=timedelta(minutes=1),
+        ),
+    ]
 
 
 # The activities, as workflows call them (`activities/outbox_relay.py` implements each).

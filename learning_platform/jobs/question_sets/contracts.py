@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from learning_platform.jobs.contracts import JobSchedule
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 QUESTION_GENERATION_WORKFLOW = "QuestionGeneration"
 
@@ -144,3 +150,36 @@ class DeleteUnusedSourcesParams:
 @dataclass
 class SourceCleanupResult:
     deleted_sources: int
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id="question-set-cleanup",
+            workflow="QuestionSetCleanup",
+            arg=QuestionSetCleanupInput(max_pending_minutes=settings.stale_question_set_minutes),
+            description="Question sets pending for over 60 min become failed (generation timeout)",
+            every=timedelta(minutes=10),
+            execution_timeout=timedelta(minutes=10),
+            catchup_window=timedelta(minutes=10),
+        ),
+        JobSchedule(
+            schedule_id="question-set-retry",
+            workflow="QuestionSetRetry",
+            arg=QuestionSetRetryInput(batch_size=settings.question_set_retry_batch_size),
+            description="Failed question sets with retries left get a new generation attempt",
+            every=timedelta(minutes=5),
+            execution_timeout=timedelta(minutes=5),
+            catchup_window=timedelta(minutes=5),
+        ),
+        JobSchedule(
+            schedule_id="source-cleanup",
+            workflow="SourceCleanup",
+            arg=SourceCleanupInput(),
+            description="Sources marked for deletion and used by no question set: object, then row",
+            cron="0 4 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=1),
+        ),
+    ]

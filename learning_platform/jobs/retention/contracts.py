@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+
+if TYPE_CHECKING:
+    from learning_platform.core.settings import Settings
 
 # What the job prunes, in this order (each names a target in retention/queries.py).
 NOTIFICATIONS = "notifications"
@@ -38,6 +42,26 @@ class RetentionResult:
 class PruneParams:
     target: str
     cutoff: datetime
+
+
+def schedules(settings: Settings) -> list[JobSchedule]:
+    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
+    return [
+        JobSchedule(
+            schedule_id="retention",
+            workflow="Retention",
+            arg=RetentionInput(
+                notification_max_age_days=settings.notification_retention_days,
+                dead_letter_max_age_days=settings.dead_letter_retention_days,
+                page_crawl_max_age_days=settings.page_crawl_retention_days,
+                url_summary_ttl_days=settings.url_summary_ttl_days,
+            ),
+            description="Delete old notifications, dead letters, crawl records; expire summaries",
+            cron="30 3 * * *",
+            execution_timeout=timedelta(hours=2),
+            catchup_window=timedelta(days=1),
+        ),
+    ]
 
 
 # The activities, as workflows call them (`activities/retention.py` implements each).
