@@ -47,18 +47,34 @@ class JobSchedule:
     Runs never overlap (a tick while the previous run is still going is skipped), and every run
     is bounded by `execution_timeout`, so a stuck run cannot block its schedule for ever.
     `catchup_window`: how late a missed tick (Temporal down) may still run; long for daily and
-    weekly jobs, short for frequent ones whose next tick comes soon anyway.
+    weekly jobs, short for frequent ones whose next tick comes soon anyway. A job run `every`
+    interval gets that interval for both unless it says otherwise; a cron job must say.
     """
 
     schedule_id: str
     workflow: str
     arg: Any
     description: str
-    execution_timeout: timedelta
-    catchup_window: timedelta
     cron: str | None = None
     every: timedelta | None = None
+    execution_timeout: timedelta | None = None
+    catchup_window: timedelta | None = None
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.every is None):
             raise ValueError(f"schedule {self.schedule_id!r}: set exactly one of cron= and every=")
+        for bound in ("execution_timeout", "catchup_window"):
+            if getattr(self, bound) is None:
+                if self.every is None:
+                    raise ValueError(f"schedule {self.schedule_id!r}: a cron job needs {bound}=")
+                object.__setattr__(self, bound, self.every)
+
+    @property
+    def run_timeout(self) -> timedelta:
+        assert self.execution_timeout is not None  # set in __post_init__
+        return self.execution_timeout
+
+    @property
+    def catchup(self) -> timedelta:
+        assert self.catchup_window is not None  # set in __post_init__
+        return self.catchup_window

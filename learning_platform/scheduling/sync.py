@@ -69,7 +69,7 @@ def validate(declared: Sequence[JobSchedule]) -> None:
             problems.append(f"{where}: cron {job.cron!r} is not a valid cron expression")
         if job.every is not None and job.every.total_seconds() < 1:
             problems.append(f"{where}: every={job.every} is shorter than one second")
-        if job.execution_timeout.total_seconds() <= 0:
+        if job.run_timeout.total_seconds() <= 0:
             problems.append(f"{where}: execution_timeout must be positive")
         if not dataclasses.is_dataclass(job.arg):
             problems.append(f"{where}: arg must be a dataclass instance")
@@ -91,15 +91,13 @@ def build_schedule(job: JobSchedule, settings: Settings) -> Schedule:
             job.arg,
             id=full_id(job.schedule_id, settings),
             task_queue=settings.task_queue,
-            execution_timeout=job.execution_timeout,
+            execution_timeout=job.run_timeout,
             # The server turns cron text into calendar specs; the text is kept here to diff on.
             memo={"schedule": job.schedule_id, "cron": job.cron or ""},
             static_summary=job.description,
         ),
         spec=spec,
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=job.catchup_window
-        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=job.catchup),
         state=ScheduleState(note=CREATED_NOTE),
     )
 

@@ -215,8 +215,6 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             arg=AiProcessingInput(batch_size=settings.ai_sweep_batch_size),
             description="Each processing session gets its own workflow: crawl, summarise, mind map",
             every=timedelta(minutes=5),
-            execution_timeout=timedelta(minutes=5),
-            catchup_window=timedelta(minutes=5),
         ),
     ]
 

@@ -63,8 +63,6 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             arg=UpdateMetricsInput(),
             description="Count recording+paused sessions into the mindhit_sessions_active gauge",
             every=timedelta(minutes=1),
-            execution_timeout=timedelta(minutes=1),
-            catchup_window=timedelta(minutes=1),
         ),
     ]
 

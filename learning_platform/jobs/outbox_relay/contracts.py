@@ -61,8 +61,6 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             arg=EnsureOutboxRelayInput(),
             description="Watchdog: start the singleton outbox relay workflow if it is not running",
             every=timedelta(minutes=1),
-            execution_timeout=timedelta(minutes=1),
-            catchup_window=timedelta(minutes=1),
         ),
     ]
 

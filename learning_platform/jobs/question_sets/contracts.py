@@ -161,8 +161,6 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             arg=QuestionSetCleanupInput(max_pending_minutes=settings.stale_question_set_minutes),
             description="Question sets pending for over 60 min become failed (generation timeout)",
             every=timedelta(minutes=10),
-            execution_timeout=timedelta(minutes=10),
-            catchup_window=timedelta(minutes=10),
         ),
         JobSchedule(
             schedule_id="question-set-retry",
@@ -170,8 +168,6 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             arg=QuestionSetRetryInput(batch_size=settings.question_set_retry_batch_size),
             description="Failed question sets with retries left get a new generation attempt",
             every=timedelta(minutes=5),
-            execution_timeout=timedelta(minutes=5),
-            catchup_window=timedelta(minutes=5),
         ),
         JobSchedule(
             schedule_id="source-cleanup",

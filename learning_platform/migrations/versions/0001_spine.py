@@ -13,8 +13,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NOW = sa.text("now()")
 

@@ -1,9 +1,4 @@
-"""ai-processing: URL summary cache, page crawl outcomes, mind maps, per-session LLM usage.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-24
-"""
+"""ai-processing: URL summary cache, page crawl outcomes, mind maps, per-session LLM usage."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +9,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NOW = sa.text("now()")
 

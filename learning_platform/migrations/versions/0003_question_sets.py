@@ -1,9 +1,4 @@
-"""Sources, question sets (optimistic locking, attempts, retries) and their questions.
-
-Revision ID: 0003
-Revises: 0001
-Create Date: 2026-11-24
-"""
+"""Sources, question sets (optimistic locking, attempts, retries) and their questions."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,8 +9,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NOW = sa.text("now()")
 MAX_RETRIES = 3

@@ -1,9 +1,4 @@
-"""Learning records and statistics, learning days, outbox dead letters and the relay's index.
-
-Revision ID: 0004
-Revises: 0001
-Create Date: 2026-11-24
-"""
+"""Learning records and statistics, learning days, outbox dead letters and the relay's index."""
 
 from collections.abc import Sequence
 
@@ -13,8 +8,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NOW = sa.text("now()")
 

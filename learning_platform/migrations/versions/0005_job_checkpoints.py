@@ -1,9 +1,4 @@
-"""Batch activities' checkpoints, committed with each batch.
-
-Revision ID: 0005
-Revises: 0001
-Create Date: 2026-11-25
-"""
+"""Batch activities' checkpoints, committed with each batch."""
 
 from collections.abc import Sequence
 
@@ -13,8 +8,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 NOW = sa.text("now()")
 

@@ -4,18 +4,12 @@
 and the order the branches applied in was undefined. They touch disjoint tables, so a merge
 point is all it takes; a database already at the four old heads moves to this one with no DDL.
 Every later revision revises this one.
-
-Revision ID: 0006
-Revises: 0002, 0003, 0004, 0005
-Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
 
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = ("0002", "0003", "0004", "0005")
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

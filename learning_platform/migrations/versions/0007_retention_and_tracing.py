@@ -7,10 +7,6 @@ would scan the table.
 `outbox_events.trace_context` holds the W3C trace context of the code that wrote the event,
 so the relay's delivery continues that trace; `notifications.trace_id` names the trace of the
 run that wrote the notification. Both stay NULL while tracing is off.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
@@ -21,8 +17,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
