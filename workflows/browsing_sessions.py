@@ -17,7 +17,7 @@ from learning_platform.jobs.browsing_sessions.contracts import (
     record_active_sessions,
 )
 from workflows.job_run import job_run, scheduled_time
-from workflows.retry_policies import DATABASE_RETRY
+from workflows.retry_policies import batch_activity
 
 
 @workflow.defn(name="CleanupStaleSessions")
@@ -29,15 +29,12 @@ class CleanupStaleSessions:
     async def run(self, params: CleanupStaleSessionsInput) -> CleanupStaleSessionsResult:
         async with job_run("cleanup-stale-sessions") as run:
             cutoff = scheduled_time(params.scheduled_time) - timedelta(hours=params.max_age_hours)
-            failed: int = await workflow.execute_activity(
+            reason = f"no activity for {params.max_age_hours:g} hours (stale cleanup)"
+            failed = await batch_activity(
                 fail_stale_sessions,
-                FailStaleSessionsParams(
-                    cutoff=cutoff,
-                    reason=f"no activity for {params.max_age_hours:g} hours (stale cleanup)",
-                ),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
+                FailStaleSessionsParams(cutoff=cutoff, reason=reason),
+                start_to_close=timedelta(minutes=10),
+                heartbeat=timedelta(seconds=30),
             )
             run.counts.update(failed_sessions=failed, cutoff=cutoff.isoformat())
         return CleanupStaleSessionsResult(failed_sessions=failed, cutoff=cutoff)

@@ -16,7 +16,7 @@ from learning_platform.jobs.learn_stats.contracts import (
     reset_broken_streaks,
 )
 from workflows.job_run import job_run, scheduled_time
-from workflows.retry_policies import DATABASE_RETRY
+from workflows.retry_policies import batch_activity
 
 
 @workflow.defn(name="LearnStatsDaily")
@@ -26,12 +26,11 @@ class LearnStatsDaily:
     @workflow.run
     async def run(self, params: LearnStatsDailyInput) -> LearnStatsDailyResult:
         async with job_run("learn-stats-daily") as run:
-            result: LearnStatsDailyResult = await workflow.execute_activity(
+            result = await batch_activity(
                 reset_broken_streaks,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
-                start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=DATABASE_RETRY,
+                start_to_close=timedelta(hours=1),
+                heartbeat=timedelta(minutes=1),
             )
             run.counts.update(yesterday=result.yesterday, reset_streaks=result.reset_streaks)
         return result
@@ -44,12 +43,11 @@ class LearnStatsWeekly:
     @workflow.run
     async def run(self, params: LearnStatsWeeklyInput) -> LearnStatsWeeklyResult:
         async with job_run("learn-stats-weekly") as run:
-            result: LearnStatsWeeklyResult = await workflow.execute_activity(
+            result = await batch_activity(
                 recalculate_learn_stats,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
-                start_to_close_timeout=timedelta(hours=3),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=DATABASE_RETRY,
+                start_to_close=timedelta(hours=3),
+                heartbeat=timedelta(minutes=2),
             )
             run.counts.update(week_start=result.week_start, corrected_users=result.corrected_users)
         return result

@@ -17,7 +17,7 @@ from learning_platform.jobs.retention.contracts import (
     prune_expired_rows,
 )
 from workflows.job_run import job_run, scheduled_time
-from workflows.retry_policies import DATABASE_RETRY
+from workflows.retry_policies import batch_activity
 
 
 @workflow.defn(name="Retention")
@@ -36,12 +36,11 @@ class Retention:
             }
             deleted: dict[str, int] = {}
             for target, days in ages.items():
-                deleted[target] = await workflow.execute_activity(
+                deleted[target] = await batch_activity(
                     prune_expired_rows,
                     PruneParams(target=target, cutoff=now - timedelta(days=days)),
-                    start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=timedelta(minutes=1),
-                    retry_policy=DATABASE_RETRY,
+                    start_to_close=timedelta(minutes=30),
+                    heartbeat=timedelta(minutes=1),
                 )
             run.counts.update(deleted)
         return RetentionResult(**deleted)
