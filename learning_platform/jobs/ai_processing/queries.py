@@ -26,9 +26,6 @@ from learning_platform.jobs.browsing_sessions.models import (
     SessionStatus,
 )
 
-SESSION_COMPLETED = "session.completed"
-SESSION_FAILED = "session.failed"
-
 
 @dataclass(frozen=True)
 class WaitingSession:
@@ -294,18 +291,32 @@ async def complete_session_with_stored_map(
     return True
 
 
-async def _finish_completed(
-    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: SessionUsage
+async def _finish(
+    conn: AsyncConnection,
+    session_id: int,
+    user_id: int,
+    usage: SessionUsage,
+    outcome: SessionStatus,
+    detail: dict[str, str],
 ) -> None:
-    await _set_status(conn, session_id, SessionStatus.COMPLETED, None)
+    """The session's end in the caller's transaction: its status (with the reason of a
+    failure), its usage row, and its user's `session.<outcome>` notification (written once)."""
+    await _set_status(conn, session_id, outcome, detail.get("reason"))
     await _store_usage(conn, session_id, usage)
     await record_notification(
         conn,
         user_id=user_id,
-        kind=SESSION_COMPLETED,
-        payload={"session_id": session_id, "central_topic": central_topic},
-        dedupe_key=f"session-{session_id}-completed",
+        kind=f"session.{outcome.value}",
+        payload={"session_id": session_id, **detail},
+        dedupe_key=f"session-{session_id}-{outcome.value}",
     )
+
+
+async def _finish_completed(
+    conn: AsyncConnection, session_id: int, user_id: int, central_topic: str, usage: SessionUsage
+) -> None:
+    detail = {"central_topic": central_topic}
+    await _finish(conn, session_id, user_id, usage, SessionStatus.COMPLETED, detail)
 
 
 async def fail_session(
@@ -315,15 +326,7 @@ async def fail_session(
     user_id = await _lock_processing(conn, session_id)
     if user_id is None:
         return False
-    await _set_status(conn, session_id, SessionStatus.FAILED, reason)
-    await _store_usage(conn, session_id, usage)
-    await record_notification(
-        conn,
-        user_id=user_id,
-        kind=SESSION_FAILED,
-        payload={"session_id": session_id, "reason": reason},
-        dedupe_key=f"session-{session_id}-failed",
-    )
+    await _finish(conn, session_id, user_id, usage, SessionStatus.FAILED, {"reason": reason})
     return True
 
 
