@@ -122,7 +122,7 @@ async def measure_latency(
             async with engine.connect() as conn:
                 await conn.begin()
                 notification_id = await record_notification(
-                    conn, user_id=random.choice(user_ids), kind="bench", payload={"n": 1},
+                    conn, user_id=random.choice(user_ids), kind="bench.sent", payload={"n": 1},
                     dedupe_key=uuid.uuid4().hex,
                 )  # fmt: skip
                 assert notification_id is not None

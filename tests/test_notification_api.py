@@ -316,7 +316,7 @@ async def test_a_client_that_stops_reading_does_not_stall_others(
                     for n in range(12):
                         stalled_ids.append(
                             await record_notification(
-                                conn, user_id=stalled_user, kind="big", payload={"blob": big},
+                                conn, user_id=stalled_user, kind="test.big", payload={"blob": big},
                                 dedupe_key=f"big-{batch}-{n}",
                             )
                         )  # fmt: skip
@@ -467,10 +467,12 @@ async def test_one_users_notification_ids_commit_in_id_order(engine: AsyncEngine
         await first.begin()
         await second.begin()
         first_id = await record_notification(
-            first, user_id=user, kind="k", payload={}, dedupe_key="first"
+            first, user_id=user, kind="test.ordered", payload={}, dedupe_key="first"
         )
         blocked = asyncio.create_task(
-            record_notification(second, user_id=user, kind="k", payload={}, dedupe_key="second")
+            record_notification(
+                second, user_id=user, kind="test.ordered", payload={}, dedupe_key="second"
+            )
         )
         other_id = await notify(engine, other)  # another user's writer is not held up
         await _wait_for_lock_wait(engine)

@@ -37,7 +37,7 @@ STALE_SESSIONS = 10_000
 async def notify(engine: AsyncEngine, user: int, n: int) -> int:
     async with engine.begin() as conn:
         notification_id = await record_notification(
-            conn, user_id=user, kind="test", payload={"n": n}, dedupe_key=uuid.uuid4().hex
+            conn, user_id=user, kind="test.sent", payload={"n": n}, dedupe_key=uuid.uuid4().hex
         )
     assert notification_id is not None
     return notification_id

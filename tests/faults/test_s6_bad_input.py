@@ -53,7 +53,7 @@ async def test_s6_malformed_outbox_payloads_and_unknown_event_types(
         "string id": await enqueue(engine, "learning.recorded", {"learning_record_id": "7"}, 9),
         "no field": await enqueue(engine, "learning.recorded", {}, 9),
         "not an object": await enqueue(engine, "learning.recorded", [1, 2], 10),  # type: ignore[arg-type]
-        "unknown type": await enqueue(engine, "no.such.event", {"x": 1}, 11),
+        "unknown type": await enqueue(engine, "no_such.event", {"x": 1}, 11),
     }
     await record(engine, user, datetime.now(UTC))
     fault_report.injected(
@@ -69,7 +69,7 @@ async def test_s6_malformed_outbox_payloads_and_unknown_event_types(
         }
     assert set(letters) == set(bad.values())
     assert "must be an integer, got '7'" in letters[bad["string id"]]
-    assert "no handler for event type 'no.such.event'" in letters[bad["unknown type"]]
+    assert "no handler for event type 'no_such.event'" in letters[bad["unknown type"]]
     assert (await stats(engine, user))["total_solved"] == 2
     fault_report.verified(
         "the four bad events were dead-lettered with their reason (e.g. "
@@ -183,7 +183,7 @@ async def test_s6_forged_and_expired_tokens_leave_other_streams_alone(
             }  # fmt: skip
         async with engine.begin() as conn:
             sent = await record_notification(
-                conn, user_id=user, kind="test", payload={}, dedupe_key="after-bad-tokens"
+                conn, user_id=user, kind="test.sent", payload={}, dedupe_key="after-bad-tokens"
             )
         event = await live.next_event(within=10)
     for name, answer in answers.items():
