@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,9 +15,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities.checkpoints import checkpoint, resumed_checkpoint
+from activities.batches import run_batches
 from activities.llm_errors import llm_errors_as_application_errors
-from learning_platform.core.checkpoints import Checkpoint
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets import sources
@@ -98,17 +98,6 @@ async def request_and_start_question_set(
     )
 
 
-def _cleanup_resumed_from(
-    resumed: Checkpoint | None,
-) -> tuple[int, question_sets.CleanupPosition]:
-    if resumed is None:
-        return 0, question_sets.CLEANUP_START
-    requested_at, set_id = resumed.position
-    return resumed.total, question_sets.CleanupPosition(
-        datetime.fromisoformat(requested_at), int(set_id)
-    )
-
-
 class QuestionSetActivities:
     """Database side of generation, and the three scheduled jobs."""
 
@@ -169,27 +158,15 @@ class QuestionSetActivities:
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
         """Batch after batch, each its own short transaction, until one comes back short.
 
-        Idempotent: a repeated run finds the sets already failed and changes nothing. Each
-        batch commits the count and position with its changes, so a retry continues after the
-        last committed batch (instead of walking the index from the start) with its count.
+        Idempotent: a repeated run finds the sets already failed and changes nothing.
         """
-        batch_size = self._settings.cleanup_batch_size
-        total, position = _cleanup_resumed_from(await resumed_checkpoint(self._engine))
-        while True:
-            async with self._engine.begin() as conn:
-                batch = await question_sets.fail_stale_batch(
-                    conn,
-                    after=position,
-                    cutoff=params.cutoff,
-                    reason=params.reason,
-                    limit=batch_size,
-                )
-                total += batch.failed
-                position = batch.position
-                encoded = [position.requested_at.isoformat(), position.id]
-                await checkpoint(conn, Checkpoint(total, encoded))
-            if batch.read < batch_size:
-                return total
+        batch = partial(
+            question_sets.fail_stale_batch,
+            cutoff=params.cutoff,
+            reason=params.reason,
+            limit=self._settings.cleanup_batch_size,
+        )
+        return await run_batches(self._engine, batch)
 
     @activity.defn(name=RETRY_FAILED_QUESTION_SETS)
     async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
@@ -201,28 +178,14 @@ class QuestionSetActivities:
 
     @activity.defn(name=DELETE_UNUSED_SOURCES)
     async def delete_unused_sources(self, params: DeleteUnusedSourcesParams) -> int:
-        """Per batch: lock the rows, delete their objects, then the rows, then commit.
-
-        A row goes only after its object is gone; if the commit fails after the objects were
-        deleted, the rows stay `delete_pending` and the next try deletes them (an object
-        already gone counts as deleted).
-        """
-        batch_size = self._settings.source_cleanup_batch_size
-        resumed = await resumed_checkpoint(self._engine)
-        total = 0 if resumed is None else resumed.total
-        while True:
-            async with self._engine.begin() as conn:
-                batch = await sources.lock_deletable_batch(
-                    conn, requested_before=params.requested_before, limit=batch_size
-                )
-                if batch:
-                    await self._storage.delete([source.storage_key for source in batch])
-                    activity.heartbeat(total)
-                    await sources.delete_rows(conn, [source.id for source in batch])
-                total += len(batch)
-                await checkpoint(conn, Checkpoint(total, []))  # claims rows: no position
-            if len(batch) < batch_size:
-                return total
+        """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
+        batch = partial(
+            sources.delete_unused_batch,
+            delete_objects=self._storage.delete,
+            requested_before=params.requested_before,
+            limit=self._settings.source_cleanup_batch_size,
+        )
+        return await run_batches(self._engine, batch)
 
 
 class QuestionAiActivities:

@@ -128,14 +128,14 @@ async def equivalent_raw_sql(engine: AsyncEngine) -> int:
 
 async def batches_alone(engine: AsyncEngine, batch_size: int) -> int:
     """The job's SQL (`question_sets.queries.fail_stale_batch`) without Temporal."""
-    total, position = 0, question_sets.CLEANUP_START
+    total, position = 0, None
     while True:
         async with engine.begin() as conn:
             batch = await question_sets.fail_stale_batch(
                 conn, after=position, cutoff=CUTOFF, reason=REASON, limit=batch_size
             )
-        total, position = total + batch.failed, batch.position
-        if batch.read < batch_size:
+        total, position = total + batch.changed, batch.position
+        if batch.last_batch:
             return total
 
 

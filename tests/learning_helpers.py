@@ -17,8 +17,8 @@ from learning_platform.core.settings import Settings
 from learning_platform.jobs.learn_stats.queries import record_learning
 from learning_platform.jobs.outbox_relay.events import enqueue_event
 from learning_platform.jobs.outbox_relay.queries import (
-    BatchOutcome,
     EventHandler,
+    RelayedBatch,
     RetryPolicy,
     relay_batch,
 )
@@ -60,9 +60,9 @@ async def drain(
     limit: int = 100,
     retry: RetryPolicy = FAST_RETRY,
     within: float = 20,
-) -> BatchOutcome:
+) -> RelayedBatch:
     """Relay batches until the outbox is empty (retry delays are waited out by polling)."""
-    total = BatchOutcome()
+    total = RelayedBatch()
     deadline = time.monotonic() + within
     while await pending_events(engine):
         assert time.monotonic() < deadline, "outbox not drained in time"

@@ -21,10 +21,10 @@ from temporalio.client import (
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.checkpoints import checkpoint_key
+from activities.batches import checkpoint_key
 from activities.learn_stats import LearnStatsActivities
 from activities.registry import Dependencies
-from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.batches import Checkpoint, save_checkpoint
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.learn_stats.contracts import (
     LearnStatsDailyInput,
@@ -276,12 +276,12 @@ async def test_a_retried_daily_activity_resumes_after_its_last_committed_batch(
     broken = date(2026, 11, 1)
     await insert_stats(engine, {user: (broken, 2) for user in users})
     activities = LearnStatsActivities(engine, settings.timezone, batch_size=2)
-    heartbeats: list[tuple[int, int]] = []
+    heartbeats: list[tuple[int, list[int]]] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
     # A previous attempt committed 2 streaks reset with users[1] as the last user done.
     async with engine.begin() as conn:
-        await save_checkpoint(conn, checkpoint_key(env.info), Checkpoint(2, users[1]))
+        await save_checkpoint(conn, checkpoint_key(env.info), Checkpoint(2, (users[1],)))
 
     result = await env.run(
         activities.reset_broken_streaks,
@@ -291,7 +291,7 @@ async def test_a_retried_daily_activity_resumes_after_its_last_committed_batch(
     assert result.reset_streaks == 2 + 4
     assert await streaks(engine) == {users[0]: 2, users[1]: 2} | {u: 0 for u in users[2:]}
     # The running total and the last user done, after every batch (the last one found none).
-    assert heartbeats == [(4, users[3]), (6, users[5]), (6, users[5])]
+    assert heartbeats == [(4, [users[3]]), (6, [users[5]]), (6, [users[5]])]
 
 
 async def test_weekly_batch_waits_for_a_concurrent_handler_and_counts_its_record_once(
@@ -335,10 +335,10 @@ async def recalculate_all(engine: AsyncEngine, monday: date) -> int:
             conn,
             week_start=monday,
             yesterday=monday - timedelta(days=1),
-            after=0,
+            after=None,
             limit=10,
         )
-    assert progress.next_after is None
+    assert progress.last_batch
     return progress.changed
 
 

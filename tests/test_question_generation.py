@@ -219,9 +219,9 @@ async def test_a_stale_attempts_late_result_never_overwrites_the_newer_attempt(
     async with engine.begin() as conn:
         cutoff = datetime.now(UTC) + timedelta(minutes=1)
         cleaned = await question_sets.fail_stale_batch(
-            conn, after=question_sets.CLEANUP_START, cutoff=cutoff, reason="t", limit=10
+            conn, after=None, cutoff=cutoff, reason="t", limit=10
         )
-        assert cleaned.failed == 1
+        assert cleaned.changed == 1
     async with engine.begin() as conn:
         assert len(await question_sets.retry_failed_batch(conn, limit=10)) == 1
     fake_llm.script(Reply.json(llm_questions("attempt 2")))
@@ -266,9 +266,9 @@ async def test_cleanup_committing_under_a_finishing_attempt_makes_it_conflict_an
         transaction = await cleanup.begin()
         cutoff = datetime.now(UTC) + timedelta(minutes=1)
         cleaned = await question_sets.fail_stale_batch(
-            cleanup, after=question_sets.CLEANUP_START, cutoff=cutoff, reason="t", limit=5
+            cleanup, after=None, cutoff=cutoff, reason="t", limit=5
         )
-        assert cleaned.failed == 1
+        assert cleaned.changed == 1
         await start_generation_workflow(client, settings, set_id, 1)
         # The attempt read version 1 and now waits to write `WHERE version = 1`.
         await wait_until_blocked_on_a_lock(engine)
@@ -313,12 +313,12 @@ async def test_cleanup_waits_for_a_finishing_attempt_and_leaves_the_completed_se
         async with engine.begin() as cleanup:
             batch = await question_sets.fail_stale_batch(
                 cleanup,
-                after=question_sets.CLEANUP_START,
+                after=None,
                 cutoff=datetime.now(UTC),
                 reason="t",
                 limit=5,
             )
-        return batch.failed
+        return batch.changed
 
     async with engine.connect() as attempt:
         transaction = await attempt.begin()

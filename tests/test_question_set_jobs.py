@@ -13,9 +13,9 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.checkpoints import checkpoint_key
+from activities.batches import checkpoint_key
 from activities.question_sets import QuestionSetActivities
-from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.batches import Checkpoint, encode_position, save_checkpoint
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import (
@@ -137,7 +137,7 @@ async def test_a_retried_cleanup_continues_after_its_last_committed_batch(
     environment = ActivityEnvironment()
     # As the previous attempt left it: one set failed, position at that set.
     async with engine.begin() as conn:
-        position = [old.isoformat(), first]
+        position = (old, first)
         await save_checkpoint(conn, checkpoint_key(environment.info), Checkpoint(1, position))
     heartbeats: list[tuple[Any, ...]] = []
     environment.on_heartbeat = lambda *details: heartbeats.append(details)
@@ -151,7 +151,7 @@ async def test_a_retried_cleanup_continues_after_its_last_committed_batch(
     assert (await question_set(engine, first)).status == "pending"  # before it: not walked again
     for set_id in (second, third):
         assert (await question_set(engine, set_id)).status == "failed"
-    assert heartbeats[-1] == (3, [old.isoformat(), third])
+    assert heartbeats[-1] == (3, encode_position((old, third)))
 
 
 async def test_concurrent_cleanups_fail_and_notify_each_set_once(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,9 +13,9 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities.batches import checkpoint_key
 from activities.browsing_sessions import BrowsingSessionActivities
-from activities.checkpoints import checkpoint_key
-from learning_platform.core.checkpoints import Checkpoint, save_checkpoint
+from learning_platform.core.batches import Checkpoint, encode_position, save_checkpoint
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.browsing_sessions.contracts import (
     CleanupStaleSessionsInput,
@@ -120,7 +121,7 @@ async def test_a_retried_sweep_continues_after_its_last_committed_batch(
     environment = ActivityEnvironment()
     # As the previous attempt left it: one session failed, position at that session.
     async with engine.begin() as conn:
-        position = {"recording": [old.isoformat(), first]}
+        position = ("recording", old, first)
         await save_checkpoint(conn, checkpoint_key(environment.info), Checkpoint(1, position))
     heartbeats: list[tuple[Any, ...]] = []
     environment.on_heartbeat = lambda *details: heartbeats.append(details)
@@ -134,7 +135,43 @@ async def test_a_retried_sweep_continues_after_its_last_committed_batch(
     statuses = await session_statuses(engine)
     assert statuses[first] == "recording"  # before the position: not walked again
     assert statuses[second] == statuses[third] == "failed"
-    assert heartbeats[-1][1]["recording"] == [old.isoformat(), third]
+    assert heartbeats[-1] == (3, encode_position(("recording", old, third)))
+
+
+async def test_a_checkpoint_an_older_release_wrote_is_walked_again_with_its_count(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """A deploy can hand a running sweep's retry to the new code: the earlier attempt's
+    position is in the old format, and the retry walks again from the start (exact, since the
+    rows it changed no longer match) instead of failing on it."""
+    user = await add_user(engine)
+    old = SCHEDULED - timedelta(days=2)
+    first = await add_session(engine, user, "recording", old)
+    await add_session(engine, user, "recording", old)
+    environment = ActivityEnvironment()
+    # As the previous release left it: `first` failed, its position kept per status.
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE sessions SET status = 'failed' WHERE id = :id"), {"id": first}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO job_checkpoints (activity_key, total, position) "
+                "VALUES (:key, 1, CAST(:position AS jsonb))"
+            ),
+            {
+                "key": checkpoint_key(environment.info),
+                "position": json.dumps({"recording": [old.isoformat(), first]}),
+            },
+        )
+
+    total = await environment.run(
+        BrowsingSessionActivities(engine, settings.cleanup_batch_size).fail_stale_sessions,
+        FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale"),
+    )
+
+    assert total == 2
+    assert set((await session_statuses(engine)).values()) == {"failed"}
 
 
 class WorkerKilled(Exception):

@@ -14,6 +14,13 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.core.batches import (
+    BatchOutcome,
+    Keyset,
+    after_parameters,
+    keyset_outcome,
+    rows_after,
+)
 from learning_platform.jobs.outbox_relay.events import enqueue_event
 
 LEARNING_RECORDED = "learning.recorded"
@@ -144,13 +151,6 @@ async def apply_learning_records(
         await conn.execute(_UPDATE_STREAKS, {"users": users, "tz": timezone})
 
 
-@dataclass(frozen=True)
-class BatchProgress:
-    changed: int
-    # Keyset position for the next batch; None once the table is exhausted.
-    next_after: int | None
-
-
 # A batch is the next `:limit` users after the previous batch's last one, in key order; the
 # batch then reads and writes the user_id range up to its last user (one index range scan,
 # where probing each id of a list cost a descent of the primary key per user).
@@ -158,58 +158,68 @@ class BatchProgress:
 # The daily job walks every user, not a partial index of live streaks (current_streak > 0):
 # such an index makes every streak change a non-HOT update (the handler's too), and with most
 # streaks live it made the job 40 % slower (docs/benchmarks.md, learn-stats).
-_USERS_BOUND = text(
-    """
+_USERS_BOUND = """
     SELECT max(user_id) AS last_user, count(*) AS visited
-      FROM (SELECT user_id FROM learn_stats WHERE user_id > :after
+      FROM (SELECT user_id FROM learn_stats WHERE {after}
              ORDER BY user_id LIMIT :limit) batch
     """
-)
+
+
+def _batch_users(column: str, after: Keyset | None) -> str:
+    """The batch's users: after the previous batch's last one, up to this one's last."""
+    return f"{rows_after((column,), after)} AND {column} <= :last_user"
 
 
 @dataclass(frozen=True)
 class _Bound:
-    last_user: int
-    is_last_batch: bool
+    """The next batch: the `visited` users after `after`, up to `last_user` (None: none left)."""
+
+    last_user: int | None
+    visited: int
+    limit: int
+    after: Keyset | None
+
+    def parameters(self, **values: object) -> dict[str, object]:
+        return {"last_user": self.last_user, **after_parameters(self.after), **values}
+
+    def outcome(self, changed: int) -> BatchOutcome:
+        return keyset_outcome(
+            changed=changed,
+            read=self.visited,
+            limit=self.limit,
+            after=self.after,
+            last_key=(self.last_user,) if self.last_user is not None else None,
+        )
 
 
-async def _next_bound(conn: AsyncConnection, *, after: int, limit: int) -> _Bound | None:
-    row = (await conn.execute(_USERS_BOUND, {"after": after, "limit": limit})).one()
-    if not row.visited:
-        return None
-    return _Bound(last_user=row.last_user, is_last_batch=row.visited < limit)
-
-
-def _progress(changed: int, bound: _Bound) -> BatchProgress:
-    return BatchProgress(changed, None if bound.is_last_batch else bound.last_user)
+async def _next_bound(conn: AsyncConnection, *, after: Keyset | None, limit: int) -> _Bound:
+    sql = _USERS_BOUND.format(after=rows_after(("user_id",), after))
+    row = (await conn.execute(text(sql), {"limit": limit} | after_parameters(after))).one()
+    return _Bound(last_user=row.last_user, visited=row.visited, limit=limit, after=after)
 
 
 # No row locks are taken before the UPDATE: it re-checks the condition on each row's newest
 # version (READ COMMITTED re-evaluates it after waiting for a concurrent writer), so a day
 # recorded meanwhile keeps its streak and no row is written twice.
-_RESET_BROKEN_STREAKS = text(
-    """
+_RESET_BROKEN_STREAKS = """
     UPDATE learn_stats
        SET current_streak = 0, version = version + 1, updated_at = now()
-     WHERE user_id > :after AND user_id <= :last_user
+     WHERE {users}
        AND current_streak > 0
        AND (last_learned_date IS NULL OR last_learned_date < :yesterday)
     """
-)
 
 
 async def reset_broken_streaks_batch(
-    conn: AsyncConnection, *, yesterday: date, after: int, limit: int
-) -> BatchProgress:
+    conn: AsyncConnection, *, yesterday: date, after: Keyset | None, limit: int
+) -> BatchOutcome:
     """Zero the current streak of users whose last learning day is before `yesterday`."""
     bound = await _next_bound(conn, after=after, limit=limit)
-    if bound is None:
-        return BatchProgress(changed=0, next_after=None)
-    result = await conn.execute(
-        _RESET_BROKEN_STREAKS,
-        {"after": after, "last_user": bound.last_user, "yesterday": yesterday},
-    )
-    return _progress(result.rowcount, bound)  # type: ignore[attr-defined]
+    if not bound.visited:
+        return bound.outcome(0)
+    sql = _RESET_BROKEN_STREAKS.format(users=_batch_users("user_id", after))
+    result = await conn.execute(text(sql), bound.parameters(yesterday=yesterday))
+    return bound.outcome(result.rowcount)  # type: ignore[attr-defined]
 
 
 # Totals are counted from the covering index ix_learning_records_user_id_solved_at (an
@@ -219,14 +229,14 @@ async def reset_broken_streaks_batch(
 # and its write of a user; the stale totals must not overwrite the handler's. The handler bumps
 # `version`, so the UPDATE, re-checking `version` on the newest row version, skips that user;
 # `due` > `updated` tells the caller to run the batch again with a fresh snapshot.
-_RECALCULATE = text(
+_RECALCULATE = (
     "WITH"
-    + _STREAKS.format(users="user_id > :after AND user_id <= :last_user")
+    + _STREAKS
     + """
     , totals AS (
         SELECT user_id, count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
           FROM learning_records
-         WHERE user_id > :after AND user_id <= :last_user AND stats_applied
+         WHERE {users} AND stats_applied
          GROUP BY user_id
     ), fresh AS (
         SELECT s.user_id, s.version,
@@ -245,7 +255,7 @@ _RECALCULATE = text(
           FROM learn_stats s
           LEFT JOIN totals t USING (user_id)
           LEFT JOIN streaks k USING (user_id)
-         WHERE s.user_id > :after AND s.user_id <= :last_user
+         WHERE {s_users}
     ), updated AS (
         UPDATE learn_stats s
            SET total_solved = f.total_solved,
@@ -259,7 +269,7 @@ _RECALCULATE = text(
                version = s.version + 1,
                updated_at = now()
           FROM fresh f
-         WHERE s.user_id = f.user_id AND s.user_id > :after AND s.user_id <= :last_user
+         WHERE s.user_id = f.user_id AND {s_users}
            AND s.version = f.version AND (f.corrected OR f.new_week)
         RETURNING f.corrected
     )
@@ -272,22 +282,22 @@ _RECALCULATE = text(
 
 
 async def recalculate_batch(
-    conn: AsyncConnection, *, week_start: date, yesterday: date, after: int, limit: int
-) -> BatchProgress:
+    conn: AsyncConnection, *, week_start: date, yesterday: date, after: Keyset | None, limit: int
+) -> BatchOutcome:
     """Reset weekly counters to the week starting `week_start` and recompute the cumulative
     statistics from the records; `changed` counts users whose cumulative values were wrong."""
     bound = await _next_bound(conn, after=after, limit=limit)
-    if bound is None:
-        return BatchProgress(changed=0, next_after=None)
-    parameters = {
-        "after": after,
-        "last_user": bound.last_user,
-        "yesterday": yesterday,
-        "week_start": week_start,
-    }
+    if not bound.visited:
+        return bound.outcome(0)
+    statement = text(
+        _RECALCULATE.format(
+            users=_batch_users("user_id", after), s_users=_batch_users("s.user_id", after)
+        )
+    )
+    parameters = bound.parameters(yesterday=yesterday, week_start=week_start)
     corrected = 0
     while True:
-        row = (await conn.execute(_RECALCULATE, parameters)).one()
+        row = (await conn.execute(statement, parameters)).one()
         corrected += row.corrected
         if row.updated == row.due:
-            return _progress(corrected, bound)
+            return bound.outcome(corrected)

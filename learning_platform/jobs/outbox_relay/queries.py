@@ -56,7 +56,9 @@ class RetryPolicy:
 
 
 @dataclass
-class BatchOutcome:
+class RelayedBatch:
+    """What one relay batch did with the events it claimed (claims, not a keyset walk)."""
+
     claimed: int = 0
     delivered: int = 0
     failed: int = 0
@@ -210,10 +212,10 @@ async def relay_batch(
     *,
     limit: int,
     retry: RetryPolicy,
-) -> BatchOutcome:
+) -> RelayedBatch:
     """Deliver one batch in one transaction; failed events are retried later with backoff and
     dead-lettered after `retry.max_attempts`."""
-    outcome = BatchOutcome()
+    outcome = RelayedBatch()
     dead_types: list[str] = []
     async with engine.begin() as conn:
         outcome.claimed, events = await claim_batch(conn, limit)

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.core.batches import (
+    BatchOutcome,
+    Keyset,
+    after_parameters,
+    outcome_of_row,
+    rows_after,
+)
 from learning_platform.core.errors import ServiceError
 from learning_platform.core.notifications import record_notification
 from learning_platform.jobs.outbox_relay.events import enqueue_event
@@ -300,12 +307,10 @@ async def fail_attempt(
 #
 # The owner hears of a failure only when no automatic retry follows (retry_count at the
 # maximum); a failure question-set-retry will retry is not news yet.
-_FAIL_STALE_BATCH = text(
-    f"""
+_FAIL_STALE_BATCH = f"""
     WITH batch AS (
         SELECT id, requested_at FROM question_sets
-         WHERE status = 'pending' AND requested_at < :cutoff
-           AND (requested_at, id) > (:after_requested_at, :after_id)
+         WHERE status = 'pending' AND requested_at < :cutoff AND {{after}}
          ORDER BY requested_at, id
          LIMIT :limit
     ), failed AS (
@@ -325,52 +330,21 @@ _FAIL_STALE_BATCH = text(
          ORDER BY user_id  -- users' notification locks in one order (migration 0001)
         ON CONFLICT (dedupe_key) DO NOTHING
     )
-    SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM failed) AS failed,
+    SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM failed) AS changed,
            requested_at, id
       FROM batch ORDER BY requested_at DESC, id DESC LIMIT 1
     """
-)
-
-
-@dataclass(frozen=True)
-class CleanupPosition:
-    """Where a stale-set cleanup stopped: the last (requested_at, id) it handled."""
-
-    requested_at: datetime
-    id: int
-
-
-# Before any set: where a cleanup starts.
-CLEANUP_START = CleanupPosition(datetime(1, 1, 1, tzinfo=UTC), 0)
-
-
-@dataclass(frozen=True)
-class CleanupBatch:
-    read: int
-    failed: int
-    position: CleanupPosition
 
 
 async def fail_stale_batch(
-    conn: AsyncConnection, *, after: CleanupPosition, cutoff: datetime, reason: str, limit: int
-) -> CleanupBatch:
-    """Fail the next `limit` pending sets after `after` (CLEANUP_START to begin) whose current
-    attempt was requested before `cutoff`. `read < limit` means the cleanup is complete."""
-    row = (
-        await conn.execute(
-            _FAIL_STALE_BATCH,
-            {
-                "cutoff": cutoff,
-                "reason": reason,
-                "limit": limit,
-                "after_requested_at": after.requested_at,
-                "after_id": after.id,
-            },
-        )
-    ).one_or_none()
-    if row is None:
-        return CleanupBatch(0, 0, after)
-    return CleanupBatch(row.read, row.failed, CleanupPosition(row.requested_at, row.id))
+    conn: AsyncConnection, *, after: Keyset | None, cutoff: datetime, reason: str, limit: int
+) -> BatchOutcome:
+    """Fail the next `limit` pending sets after `after` (their (requested_at, id); None: from
+    the first) whose current attempt was requested before `cutoff`."""
+    sql = _FAIL_STALE_BATCH.format(after=rows_after(("requested_at", "id"), after))
+    parameters = {"cutoff": cutoff, "reason": reason, "limit": limit} | after_parameters(after)
+    row = (await conn.execute(text(sql), parameters)).one_or_none()
+    return outcome_of_row(row, ("requested_at", "id"), limit=limit, after=after)
 
 
 # Oldest failures first, so a backlog drains in order; each retried set gets its requested

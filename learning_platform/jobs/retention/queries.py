@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from learning_platform.core.batches import (
+    BatchOutcome,
+    Keyset,
+    after_parameters,
+    outcome_of_row,
+    rows_after,
+)
 from learning_platform.jobs.retention.contracts import (
     DEAD_LETTERS,
     NOTIFICATIONS,
@@ -41,17 +47,8 @@ TARGETS: dict[str, RetentionTarget] = {
 }
 
 
-@dataclass(frozen=True)
-class PruneBatch:
-    read: int
-    deleted: int
-    last_key: list[Any] | None  # None when the batch read nothing
-
-
-def _batch_sql(target: RetentionTarget, after: bool) -> str:
+def _batch_sql(target: RetentionTarget, after: Keyset | None) -> str:
     keys = ", ".join(target.key)
-    position = ", ".join(f":after_{i}" for i in range(len(target.key)))
-    after_clause = f"({keys}) > ({position}) AND " if after else ""
     last = ", ".join(f"{column} DESC" for column in target.key)
     # The DELETE finds the batch's rows by their ctid (a direct heap fetch, no second index
     # lookup); batch and DELETE are one statement, so the ctids are those just read. A row
@@ -59,14 +56,14 @@ def _batch_sql(target: RetentionTarget, after: bool) -> str:
     return f"""
         WITH batch AS (
             SELECT ctid, {keys} FROM {target.table}
-             WHERE {after_clause}{target.age_column} < :cutoff
+             WHERE {rows_after(target.key, after)} AND {target.age_column} < :cutoff
              ORDER BY {keys} LIMIT :limit
         ), deleted AS (
             DELETE FROM {target.table}
              WHERE ctid = ANY(ARRAY(SELECT ctid FROM batch)) AND {target.age_column} < :cutoff
             RETURNING 1
         )
-        SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM deleted) AS deleted,
+        SELECT (SELECT count(*) FROM batch) AS read, (SELECT count(*) FROM deleted) AS changed,
                last.*
           FROM (SELECT 1) AS one
           LEFT JOIN LATERAL (SELECT {keys} FROM batch ORDER BY {last} LIMIT 1) AS last ON true
@@ -75,15 +72,14 @@ def _batch_sql(target: RetentionTarget, after: bool) -> str:
 
 async def prune_batch(
     conn: AsyncConnection,
-    target: RetentionTarget,
     *,
+    target: RetentionTarget,
     cutoff: datetime,
-    after: list[Any] | None,
+    after: Keyset | None,
     limit: int,
-) -> PruneBatch:
-    params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
-    if after is not None:
-        params.update({f"after_{i}": value for i, value in enumerate(after)})
-    row = (await conn.execute(text(_batch_sql(target, after is not None)), params)).one()
-    last_key = None if row.read == 0 else [getattr(row, column) for column in target.key]
-    return PruneBatch(read=row.read, deleted=row.deleted, last_key=last_key)
+) -> BatchOutcome:
+    """Delete the next `limit` rows of `target` older than `cutoff`, after `after` in the
+    order of `target.key` (None: from the first)."""
+    parameters = {"cutoff": cutoff, "limit": limit} | after_parameters(after)
+    row = (await conn.execute(text(_batch_sql(target, after)), parameters)).one()
+    return outcome_of_row(row, target.key, limit=limit, after=after)
