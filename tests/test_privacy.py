@@ -1,9 +1,11 @@
-"""Users' browsing history stays out of Temporal: histories read raw from the server (a client
-with the SDK's default converter, no codec) hold no URL, title, e-mail or page text — without
-the codec because workflows pass ids and counts, and with it every payload is encrypted."""
+"""Users' browsing history and sources stay out of Temporal: histories read raw from the server
+(a client with the SDK's default converter, no codec) hold no URL, title, storage key, e-mail,
+page or source text — without the codec because workflows pass ids and counts, and with it
+every payload is encrypted."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,25 +14,33 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
 from contracts.ai_processing import ProcessSessionResult
+from contracts.question_sets import QuestionGenerationResult
 from learning_platform.payload_codec import ENCODING
 from learning_platform.settings import Settings
+from learning_platform.storage import build_storage
 from scheduling.declarations import declared_schedules
 from scheduling.sync import apply, full_id, plan
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI
 from tests.history_payloads import (
+    generated_question_set_history,
     history_payloads,
     payloads_in,
     processed_session_history,
     raw_client,
 )
 from tests.pages_server import serving_pages
+from tests.question_set_factories import STUDY_TEXT, add_source
 
 EMAIL = "private.person@example.com"
 SESSION_TITLE = "Reading about my diagnosis"
 # What the pages, their titles, the summaries and the mind map say (tests/pages_server.py).
 PAGE_TEXT = ["Spaced repetition", "Forgetting curve", "learning scientists", "How memory works"]
+SOURCE_TITLE = "Notes from my therapy sessions"
+SET_TITLE = "Quiz on my diagnosis"
+# Words of the source (tests/question_set_factories.py) that its questions are made of.
+SOURCE_TEXT = ["Ebbinghaus", "nonsense syllables", "flashcards", "Active recall", "1885"]
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +159,65 @@ async def test_schedules_carry_encrypted_inputs_and_apply_still_sees_them_unchan
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     changes = await plan(client, settings, declared_schedules(settings))
     assert {change.outcome for change in changes} == {"unchanged"}
+
+
+async def generate_set(
+    client: Client, engine: AsyncEngine, settings: Settings, body: bytes | None
+) -> tuple[QuestionGenerationResult, WorkflowHistory, list[str]]:
+    """A set generated from a source titled SOURCE_TITLE holding `body` (None: its file was
+    never uploaded); the result, the raw history and what must not appear in it."""
+    user = await add_user(engine, email=EMAIL)
+    key = f"users/{user}/therapy-notes-{uuid.uuid4().hex}.txt"
+    if body is not None:
+        await build_storage(settings).put(key, body, "text/plain")
+    source = await add_source(engine, user, key, title=SOURCE_TITLE)
+    result, history = await generated_question_set_history(
+        client, engine, settings, user_id=user, source_id=source, title=SET_TITLE
+    )
+    return result, history, [key, SOURCE_TITLE, SET_TITLE, EMAIL, *SOURCE_TEXT]
+
+
+async def test_without_the_codec_a_question_generation_history_holds_ids_and_counts_only(
+    client: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    plain = settings.model_copy(update={"payload_codec_keys": None})
+
+    result, history, private = await generate_set(
+        raw_client(client), engine, plain, STUDY_TEXT.encode()
+    )
+
+    assert result.outcome == "completed" and result.question_count == 5
+    payloads = history_payloads(history)
+    assert len(payloads) > 5, "the history should have inputs and results to look at"
+    assert leaks(payloads, private) == []
+    questions = await rows(engine, "SELECT prompt, answer FROM questions")
+    assert len(questions) == 5  # stored in our database instead
+    assert any(text in question.prompt + question.answer for question in questions
+               for text in SOURCE_TEXT)  # fmt: skip
+    assert await rows(engine, "SELECT 1 FROM question_drafts") == []
+
+
+async def test_without_the_codec_a_failed_generation_names_neither_the_source_nor_its_key(
+    client: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    plain = settings.model_copy(update={"payload_codec_keys": None})
+
+    result, history, private = await generate_set(raw_client(client), engine, plain, None)
+
+    assert result.outcome == "failed"
+    assert result.reason == "the source's file is missing from storage; upload it again"
+    (failed,) = await rows(engine, "SELECT failure_reason FROM question_sets")
+    assert failed.failure_reason == result.reason
+    assert leaks(history_payloads(history), private) == []
+
+
+async def test_with_the_codec_every_payload_of_a_question_generation_is_encrypted(
+    client: Client, engine: AsyncEngine, settings: Settings
+) -> None:
+    result, history, private = await generate_set(client, engine, settings, STUDY_TEXT.encode())
+
+    assert result.outcome == "completed"
+    assert leaks(history_payloads(history), private) == []
+    encrypted_payloads = codec_payloads(history)
+    assert len(encrypted_payloads) > 5
+    assert {p.metadata["encoding"] for p in encrypted_payloads} == {ENCODING}

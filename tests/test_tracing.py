@@ -162,9 +162,9 @@ async def test_a_question_set_request_is_one_trace_through_outbox_workflow_llm_a
     deliver = by_name(spans, "deliver question_set.requested")
     start = by_name(spans, "StartWorkflow:QuestionGeneration")
     run = by_name(spans, "RunWorkflow:QuestionGeneration")
-    generate = by_name(spans, "RunActivity:generate_questions")
+    generate = by_name(spans, "RunActivity:generate_staged_questions")
     llm = by_name(spans, "llm question_set")
-    save = by_name(spans, "RunActivity:save_generated_questions")
+    save = by_name(spans, "RunActivity:complete_staged_question_generation")
     notify = by_name(spans, "write notification")
 
     assert child_of(deliver, root)
@@ -172,10 +172,10 @@ async def test_a_question_set_request_is_one_trace_through_outbox_workflow_llm_a
     # TracingInterceptor's workflow spans are instants; what the workflow starts hangs off
     # the span that started it.
     assert child_of(run, start)
-    assert child_of(by_name(spans, "StartActivity:generate_questions"), start)
-    assert child_of(generate, by_name(spans, "StartActivity:generate_questions"))
+    assert child_of(by_name(spans, "StartActivity:generate_staged_questions"), start)
+    assert child_of(generate, by_name(spans, "StartActivity:generate_staged_questions"))
     assert child_of(llm, generate)
-    assert child_of(save, by_name(spans, "StartActivity:save_generated_questions"))
+    assert child_of(save, by_name(spans, "StartActivity:complete_staged_question_generation"))
     assert child_of(notify, save)
     # What an operator searches by.
     attributes: dict[str, Any] = dict(deliver.attributes or {})

@@ -21,6 +21,7 @@ from learning_platform.models.outbox import OutboxDeadLetter, OutboxEvent
 from learning_platform.models.question_sets import (
     MAX_QUESTION_SET_RETRIES,
     Question,
+    QuestionDraft,
     QuestionSet,
     QuestionSetStatus,
     Source,
@@ -45,6 +46,7 @@ __all__ = [
     "PageCrawl",
     "PageVisit",
     "Question",
+    "QuestionDraft",
     "QuestionSet",
     "QuestionSetStatus",
     "SessionLlmUsage",
