@@ -5,6 +5,7 @@ every payload is encrypted."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -13,16 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
+from activities.question_sets import request_and_start_question_set
 from contracts.ai_processing import ProcessSessionResult
 from contracts.question_sets import QuestionGenerationResult
 from learning_platform.payload_codec import ENCODING
+from learning_platform.session_workflows import process_session_now
 from learning_platform.settings import Settings
 from learning_platform.storage import build_storage
 from scheduling.declarations import declared_schedules
 from scheduling.sync import apply, full_id, plan
 from tests.ai_processing_helpers import add_processing_session, rows, summarising_responder
 from tests.factories import add_user
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.history_payloads import (
     generated_question_set_history,
     history_payloads,
@@ -32,6 +35,7 @@ from tests.history_payloads import (
 )
 from tests.pages_server import serving_pages
 from tests.question_set_factories import STUDY_TEXT, add_source
+from tests.worker_process import running_worker
 
 EMAIL = "private.person@example.com"
 SESSION_TITLE = "Reading about my diagnosis"
@@ -221,3 +225,91 @@ async def test_with_the_codec_every_payload_of_a_question_generation_is_encrypte
     encrypted_payloads = codec_payloads(history)
     assert len(encrypted_payloads) > 5
     assert {p.metadata["encoding"] for p in encrypted_payloads} == {ENCODING}
+
+
+def leaky_llm(typo_url: str) -> object:
+    """Summaries and maps as summarising_responder gives them, except that the first mind map
+    names a page URL it was not given (the worker logs the problem and asks again); questions
+    quote the source."""
+    sent_bad_map = False
+
+    def respond(request: RecordedRequest) -> Reply:
+        nonlocal sent_bad_map
+        if request.schema_name == "mind_map":
+            given = request.user_text.split("Pages (JSON):\n", 1)[1]
+            page_urls = [page["url"] for page in json.JSONDecoder().raw_decode(given)[0]]
+            if not sent_bad_map:
+                sent_bad_map = True
+                page_urls = [typo_url]
+            branch = {"topic": "t", "page_urls": page_urls, "children": []}
+            return Reply.json({"central_topic": "c", "branches": [branch]})
+        if request.schema_name == "question_set":
+            question = {
+                "prompt": "Who studied the forgetting curve in 1885 with nonsense syllables?",
+                "choices": ["Ebbinghaus", "Pavlov"],
+                "answer": "Ebbinghaus",
+                "explanation": "Hermann Ebbinghaus studied it with nonsense syllables.",
+            }
+            return Reply.json({"questions": [question]})
+        return summarising_responder(request)
+
+    return respond
+
+
+async def test_worker_logs_name_pages_and_sources_by_their_ids_only(
+    client: Client, engine: AsyncEngine, settings: Settings, pages: str
+) -> None:
+    """The real worker process's JSON logs after a session with a page that answers 404, a
+    host that does not resolve and a mind map the LLM got wrong once, a question set and one
+    whose source file is missing: ids and counts, no URL, host, title, key or text."""
+    hidden_host = "private-clinic.invalid"
+    urls = [
+        f"{pages}/article/0?q=private-0",
+        f"{pages}/missing?who=private-1",
+        f"http://{hidden_host}/my-results",
+    ]
+    user = await add_user(engine, email=EMAIL)
+    session = await add_processing_session(engine, user, urls, title=SESSION_TITLE)
+    good_key = f"users/{user}/therapy-notes-{uuid.uuid4().hex}.txt"
+    missing_key = f"users/{user}/diary-{uuid.uuid4().hex}.txt"
+    await build_storage(settings).put(good_key, STUDY_TEXT.encode(), "text/plain")
+    sources = [
+        await add_source(engine, user, key, title=f"{SOURCE_TITLE} {n}")
+        for n, key in enumerate((good_key, missing_key))
+    ]
+    with FakeOpenAI.running() as llm:
+        llm.responder = leaky_llm(urls[0] + "&typo=1")  # type: ignore[assignment]
+        env = {
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": llm.base_url,
+            "OPENAI_MODEL": llm.model,
+            "CRAWLER_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        }
+        with running_worker(settings, **env) as worker:
+            await process_session_now(
+                client, engine, session_id=session, task_queue=settings.task_queue
+            )
+            processed = await client.get_workflow_handle(
+                f"session-{session}", result_type=ProcessSessionResult
+            ).result()
+            outcomes = []
+            for source in sources:
+                handle = await request_and_start_question_set(
+                    engine, client, settings, user_id=user, source_id=source, title=SET_TITLE
+                )
+                outcomes.append((await handle.result()).outcome)
+            worker.find_log("")  # everything logged so far into worker.seen
+            logged = [json.dumps(entry) for entry in worker.seen]
+
+    assert processed.outcome == "completed" and processed.usage.pages_failed == 2
+    assert outcomes == ["completed", "failed"]
+    skipped = [e for e in worker.seen if e.get("msg") == "page skipped"]
+    assert sorted(e["page_index"] for e in skipped) == [1, 2]
+    assert all(e["session_id"] == session for e in skipped)
+    assert any(e.get("msg") == "invalid LLM output, asking again" for e in worker.seen)
+    assert any(e.get("msg") == "questions generated" for e in worker.seen)
+    private = [
+        *(url.split("//", 1)[1] for url in urls), "private-0", "private-1", hidden_host,
+        EMAIL, SESSION_TITLE, SOURCE_TITLE, SET_TITLE, good_key, missing_key, *SOURCE_TEXT,
+    ]  # fmt: skip
+    assert [text for text in private if any(text in line for line in logged)] == []

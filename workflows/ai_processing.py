@@ -183,7 +183,7 @@ class ProcessSession:
         usage.pages_failed = sum(1 for p in pages if p.outcome == "failed")
         readable = [p for p in pages if p.outcome != "failed"]
         if not readable:
-            return await self._fail(session_id, _no_pages_reason(pages), usage)
+            return await self._fail(session_id, _no_pages_reason(pages), usage, log_reason=False)
         try:
             mind_map: MindMapResult = await _ai_activity(
                 BUILD_MIND_MAP, BuildMindMapParams(session_id, work.title, readable), MindMapResult
@@ -221,15 +221,25 @@ class ProcessSession:
         return result.pages
 
     async def _fail(
-        self, session_id: int, reason: str, usage: SessionUsage, list_failed_pages: bool = False
+        self,
+        session_id: int,
+        reason: str,
+        usage: SessionUsage,
+        list_failed_pages: bool = False,
+        log_reason: bool = True,
     ) -> ProcessSessionResult:
+        """`log_reason=False` for a reason that names pages (the old path's): the worker's
+        log gets ids, the reason is in sessions.failure_reason."""
         await _database_step(
             FAIL_SESSION, FailSessionParams(session_id, reason, usage, list_failed_pages), bool
         )
+        logged = reason if log_reason else "none of the visited pages could be summarised"
         workflow.logger.warning(
             "session processing completed",
-            extra={**_ids(session_id), "outcome": "failed", "reason": reason},
+            extra={**_ids(session_id), "outcome": "failed", "reason": logged},
         )
+        if log_reason:
+            workflow.set_current_details(f"Failed: {reason}")
         return ProcessSessionResult(session_id, outcome="failed", reason=reason, usage=usage)
 
 
