@@ -124,6 +124,9 @@ class ProcessSession:
         usage = SessionUsage(pages_total=state.page_count)
         if state.page_count == 0:
             return await self._fail(session_id, _no_pages_reason([]), usage)
+        # Current details (the UI's User Metadata tab, `temporal workflow metadata`) are no
+        # command: nothing for replay to compare. Ids and counts only, as in the history.
+        workflow.set_current_details(f"Summarising {state.page_count} pages")
         try:
             counts: SessionPageCounts = await _ai_activity(
                 SUMMARIZE_SESSION,
@@ -141,6 +144,9 @@ class ProcessSession:
         if counts.summarized + counts.cached == 0:
             reason = f"none of the {state.page_count} visited pages could be summarised"
             return await self._fail(session_id, reason, usage, list_failed_pages=True)
+        workflow.set_current_details(
+            f"Building the mind map from {counts.summarized + counts.cached} pages"
+        )
         try:
             stored: MindMapStored = await _ai_activity(
                 BUILD_SESSION_MIND_MAP, SessionIdParams(session_id), MindMapStored
@@ -152,6 +158,10 @@ class ProcessSession:
         usage.add(stored.usage)
         await _database_step(
             COMPLETE_SESSION_WITH_STORED_MAP, CompleteStoredSessionParams(session_id, usage), bool
+        )
+        workflow.set_current_details(
+            f"Completed: {usage.pages_summarized} pages summarised, {usage.pages_cached} from "
+            f"the cache, {usage.pages_failed} failed; {usage.requests} LLM requests"
         )
         return self._completed(session_id, usage)
 
