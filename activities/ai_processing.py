@@ -264,10 +264,10 @@ class SessionAiActivities:
     ) -> None:
         """Every page not in `done` into it, concurrently; each beat carries `progress()`."""
         await self._take_cached(session_id, pages, done)
-        waiting = [page for page in pages if page.url not in done]
+        waiting = [(index, page) for index, page in enumerate(pages) if page.url not in done]
         async with heartbeating(details=lambda: [progress()]):
             outcomes = await asyncio.gather(
-                *(self._summarize_page(session_id, page, done) for page in waiting),
+                *(self._summarize_page(session_id, index, page, done) for index, page in waiting),
                 return_exceptions=True,
             )
         errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
@@ -293,24 +293,36 @@ class SessionAiActivities:
             )
 
     async def _summarize_page(
-        self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
+        self, session_id: int, index: int, page: PageRef, done: dict[str, PageSummaryResult]
     ) -> None:
-        attributes: dict[str, str | int] = {"session.id": session_id, "url.full": page.url}
+        # A page is named by its session and its position among the session's pages (as in
+        # the heartbeats), never by its URL: spans and logs leave this process, and a URL
+        # (host included) is the user's browsing history. page_crawls has the URL and error.
+        attributes = {"session.id": session_id, "page.index": index}
         async with self._page_slots:
             with TRACER.start_as_current_span("summarize page", attributes=attributes):
-                await self._read_and_summarize(session_id, page, done)
+                await self._read_and_summarize(session_id, index, page, done)
 
     async def _read_and_summarize(
-        self, session_id: int, page: PageRef, done: dict[str, PageSummaryResult]
+        self, session_id: int, index: int, page: PageRef, done: dict[str, PageSummaryResult]
     ) -> None:
         try:
-            with TRACER.start_as_current_span("crawl", attributes={"url.full": page.url}):
+            with TRACER.start_as_current_span("crawl", attributes={"page.index": index}):
                 fetched = await self._crawler.fetch(page.url)
         except PageUnavailableError as exc:
             # The crawler turns everything a page can cause into this (crawler/fetch.py).
             reason = exc.reason
             await self._record(session_id, page.url, "failed", exc.http_status, reason)
-            activity.logger.info("page skipped", extra={"url": page.url, "reason": reason})
+            # Not the reason: it can name the page's host ("cannot resolve host ...").
+            activity.logger.info(
+                "page skipped",
+                extra={
+                    "session_id": session_id,
+                    "page_index": index,
+                    "http_status": exc.http_status,
+                    "error": type(exc).__name__,
+                },
+            )
             done[page.url] = PageSummaryResult(page.url, page.title, "failed", error=reason)
             return
         try:

@@ -18,33 +18,41 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from activities.batches import run_batches
 from activities.llm_errors import llm_errors_as_application_errors
 from learning_platform.core.settings import Settings
+from learning_platform.jobs.contracts import TokenUsage
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets import sources
 from learning_platform.jobs.question_sets.ai import NoQuestionsPossible, QuestionAi
 from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
+    CHECK_GENERATION_ATTEMPT,
+    COMPLETE_STAGED_GENERATION,
     DELETE_UNUSED_SOURCES,
     FAIL_GENERATION_ATTEMPT,
     FAIL_STALE_QUESTION_SETS,
     GENERATE_QUESTIONS,
+    GENERATE_STAGED_QUESTIONS,
     OPTIMISTIC_LOCK_CONFLICT_ERROR,
     PREPARE_GENERATION,
     QUESTION_GENERATION_WORKFLOW,
     RETRY_FAILED_QUESTION_SETS,
     SAVE_GENERATED_QUESTIONS,
+    CompletedGeneration,
     DeleteUnusedSourcesParams,
     FailGenerationAttemptParams,
     FailStaleQuestionSetsParams,
     GeneratedQuestion,
     GeneratedQuestions,
     GenerateQuestionsParams,
+    GenerationAttempt,
     GenerationTarget,
     QuestionGenerationInput,
     QuestionGenerationResult,
     RetryFailedQuestionSetsParams,
     SaveGeneratedQuestionsParams,
+    StagedQuestions,
     generation_workflow_id,
 )
+from learning_platform.jobs.question_sets.offline_questions import DraftQuestion
 from learning_platform.jobs.question_sets.source_text import BadSource, source_text
 from learning_platform.storage import ObjectNotFound, ObjectStorage
 
@@ -68,6 +76,8 @@ async def start_generation_workflow(
             execution_timeout=timedelta(minutes=settings.question_generation_timeout_minutes),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=generation_summary(question_set_id, attempt),
+            static_details=generation_details(question_set_id, attempt),
         )
     except WorkflowAlreadyStartedError:
         return
@@ -121,6 +131,34 @@ class QuestionSetActivities:
             source_title=target.source_title,
             question_count=target.question_count,
         )
+
+    @activity.defn(name=CHECK_GENERATION_ATTEMPT)
+    async def check_generation_attempt(self, params: QuestionGenerationInput) -> GenerationAttempt:
+        async with self._engine.connect() as conn:
+            target = await question_sets.attempt_target(
+                conn, question_set_id=params.question_set_id, attempt=params.attempt
+            )
+        if target is None:
+            return GenerationAttempt(on_attempt=False)
+        return GenerationAttempt(on_attempt=True, question_count=target.question_count)
+
+    @activity.defn(name=COMPLETE_STAGED_GENERATION)
+    async def complete_staged_generation(
+        self, params: QuestionGenerationInput
+    ) -> CompletedGeneration:
+        """The attempt's staged questions saved, the set completed and its owner notified, in
+        one transaction; not completed when the set has moved on."""
+        with _conflicts_as_retryable():
+            async with self._engine.begin() as conn:
+                try:
+                    saved = await question_sets.complete_staged_attempt(
+                        conn, question_set_id=params.question_set_id, attempt=params.attempt
+                    )
+                except question_sets.NothingStaged as exc:
+                    raise ApplicationError(str(exc), non_retryable=True) from exc
+        if saved is None:
+            return CompletedGeneration(completed=False)
+        return CompletedGeneration(completed=True, question_count=saved)
 
     @activity.defn(name=SAVE_GENERATED_QUESTIONS)
     async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
@@ -192,38 +230,56 @@ class QuestionAiActivities:
     """The LLM step: the source's text from storage, questions from the provider."""
 
     def __init__(
-        self, storage: ObjectStorage, question_ai: QuestionAi, llm_slots: asyncio.Semaphore
+        self,
+        engine: AsyncEngine,
+        storage: ObjectStorage,
+        question_ai: QuestionAi,
+        llm_slots: asyncio.Semaphore,
     ) -> None:
+        self._engine = engine
         self._storage = storage
         self._ai = question_ai
         self._llm_slots = llm_slots
 
+    @activity.defn(name=GENERATE_STAGED_QUESTIONS)
+    async def generate_staged_questions(self, params: QuestionGenerationInput) -> StagedQuestions:
+        """generate_questions with the source read from the database and the questions staged
+        there (question_drafts): only their count returns. A retry after the questions were
+        staged (a lost worker, a lost completion) answers from the stage, without the LLM."""
+        set_id, attempt = params.question_set_id, params.attempt
+        async with self._engine.connect() as conn:
+            staged = await question_sets.staged_question_count(
+                conn, question_set_id=set_id, attempt=attempt
+            )
+            if staged is not None:
+                return StagedQuestions(staged=staged)
+            target = await question_sets.attempt_target(
+                conn, question_set_id=set_id, attempt=attempt
+            )
+        if target is None:
+            return StagedQuestions(staged=0, superseded=True)
+        drafts = await self._make_questions(set_id, attempt, target)
+        async with self._engine.begin() as conn:
+            staged = await question_sets.stage_questions(
+                conn,
+                question_set_id=set_id,
+                attempt=attempt,
+                questions=[
+                    question_sets.NewQuestion(d.prompt, d.answer, d.explanation, d.choices)
+                    for d in drafts
+                ],
+                generator=self._ai.generator,
+            )
+        return StagedQuestions(staged=staged)
+
     @activity.defn(name=GENERATE_QUESTIONS)
     async def generate_questions(self, params: GenerateQuestionsParams) -> GeneratedQuestions:
-        with _bad_source_as_non_retryable(), llm_errors_as_application_errors():
-            text = source_text(
-                await self._read_source(params.storage_key),
-                params.content_type,
-                name=params.source_title,
-            )
-            async with self._llm_slots:
-                drafts, usage = await self._ai.make_questions(
-                    title=params.source_title,
-                    text=text,
-                    count=params.question_count,
-                    seed=params.question_set_id * 1000 + params.attempt,
-                )
-        activity.logger.info(
-            "questions generated",
-            extra={
-                "question_set_id": params.question_set_id,
-                "attempt": params.attempt,
-                "questions": len(drafts),
-                "generator": self._ai.generator,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-            },
+        """The step of workflows started before GENERATION_IDS_ONLY_PATCH (questions in the
+        history)."""
+        target = question_sets.AttemptTarget(
+            params.storage_key, params.content_type, params.source_title, params.question_count
         )
+        drafts = await self._make_questions(params.question_set_id, params.attempt, target)
         return GeneratedQuestions(
             questions=[
                 GeneratedQuestion(
@@ -234,13 +290,62 @@ class QuestionAiActivities:
             generator=self._ai.generator,
         )
 
+    async def _make_questions(
+        self, set_id: int, attempt: int, target: question_sets.AttemptTarget
+    ) -> list[DraftQuestion]:
+        """Failures say what is wrong without the source's title or storage key: the message
+        travels through the workflow's history and the worker's logs."""
+        with _bad_source_as_non_retryable(), llm_errors_as_application_errors():
+            data = await self._read_source(target.storage_key)
+            text = source_text(data, target.content_type)
+            async with self._llm_slots:
+                drafts, usage = await self._ai.make_questions(
+                    title=target.source_title,
+                    text=text,
+                    count=target.question_count,
+                    seed=set_id * 1000 + attempt,
+                )
+        _log_generated(set_id, attempt, len(drafts), self._ai.generator, usage)
+        return drafts
+
     async def _read_source(self, storage_key: str) -> bytes:
         try:
             return await self._storage.get(storage_key)
-        except ObjectNotFound as exc:
-            raise BadSource(
-                f"the source file {storage_key!r} is missing from storage; upload it again"
-            ) from exc
+        except ObjectNotFound:
+            # Not chained: ObjectNotFound names the storage key, and the chain is logged and
+            # stored with the activity's failure.
+            raise BadSource("the source's file is missing from storage; upload it again") from None
+
+
+def _log_generated(
+    set_id: int, attempt: int, questions: int, generator: str, usage: TokenUsage
+) -> None:
+    activity.logger.info(
+        "questions generated",
+        extra={
+            "question_set_id": set_id,
+            "attempt": attempt,
+            "questions": questions,
+            "generator": generator,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        },
+    )
+
+
+def generation_summary(question_set_id: int, attempt: int) -> str:
+    """The workflow's one-line summary in the UI and `temporal workflow describe`: ids only."""
+    return f"Question set {question_set_id}, attempt {attempt}"
+
+
+def generation_details(question_set_id: int, attempt: int) -> str:
+    """The workflow's static details (Markdown): where the content is."""
+    return (
+        f"The source and the questions of set {question_set_id} are in the database, not in "
+        f"this history: `sources`, `question_drafts` (attempt {attempt}'s questions until they "
+        "are saved), `questions`, `question_sets.failure_reason`.\n\n"
+        "Progress and the outcome: this run's current details."
+    )
 
 
 @contextmanager

@@ -57,6 +57,8 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         session_processing.complete_session_with_stored_map,
         question_sets.prepare_generation,
         question_sets.save_generated_questions,
+        question_sets.check_generation_attempt,
+        question_sets.complete_staged_generation,
         question_sets.fail_generation_attempt,
         question_sets.fail_stale_question_sets,
         question_sets.retry_failed_question_sets,
@@ -92,7 +94,7 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         llm_concurrency=settings.ai_max_concurrency,
     )
     question_ai = QuestionAiActivities(
-        build_storage(settings), build_question_ai(settings), llm_slots=llm_slots
+        deps.engine, build_storage(settings), build_question_ai(settings), llm_slots=llm_slots
     )
     return [
         session_ai.summarize_session_pages,
@@ -100,4 +102,5 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         session_ai.summarize_session,
         session_ai.build_session_mind_map,
         question_ai.generate_questions,
+        question_ai.generate_staged_questions,
     ]

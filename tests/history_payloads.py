@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
+from activities.question_sets import request_and_start_question_set
 from activities.registry import Dependencies
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.ai_processing.contracts import (
@@ -19,6 +20,7 @@ from learning_platform.jobs.ai_processing.contracts import (
     ProcessSessionResult,
     session_workflow_id,
 )
+from learning_platform.jobs.question_sets.contracts import QuestionGenerationResult
 from worker import create_workers
 from workflows.ai_processing import ProcessSession
 
@@ -76,6 +78,29 @@ async def processed_session_history(
             id=f"{session_workflow_id(session_id)}-{uuid.uuid4().hex[:6]}",
             task_queue=main.task_queue,
         )
+        result = await handle.result()
+    history = await raw_client(client).get_workflow_handle(handle.id).fetch_history()
+    return result, history
+
+
+async def generated_question_set_history(
+    client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    user_id: int,
+    source_id: int,
+    title: str,
+    question_count: int = 5,
+) -> tuple[QuestionGenerationResult, WorkflowHistory]:
+    """Request a set of the source and generate it with the production workers on `client`
+    (as the app does); its attempt's raw history."""
+    main, ai = create_workers(client, Dependencies(settings, engine, client))
+    async with ai, main:
+        handle = await request_and_start_question_set(
+            engine, client, settings, user_id=user_id, source_id=source_id, title=title,
+            question_count=question_count,
+        )  # fmt: skip
         result = await handle.result()
     history = await raw_client(client).get_workflow_handle(handle.id).fetch_history()
     return result, history

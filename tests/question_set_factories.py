@@ -28,16 +28,24 @@ async def add_source(
     *,
     content_type: str = "text/plain",
     deletion_requested_at: datetime | None = None,
+    title: str | None = None,
 ) -> int:
+    """A source row (titled by its storage key unless `title` is given)."""
     async with engine.begin() as conn:
         result = await conn.execute(
             text(
                 "INSERT INTO sources (user_id, title, storage_key, content_type, size_bytes, "
-                "status, deletion_requested_at) VALUES (:u, :k, :k, :c, 100, "
+                "status, deletion_requested_at) VALUES (:u, COALESCE(:t, :k), :k, :c, 100, "
                 "CASE WHEN CAST(:d AS timestamptz) IS NULL THEN 'active' "
                 "ELSE 'delete_pending' END, :d) RETURNING id"
             ),
-            {"u": user_id, "k": storage_key, "c": content_type, "d": deletion_requested_at},
+            {
+                "u": user_id,
+                "t": title,
+                "k": storage_key,
+                "c": content_type,
+                "d": deletion_requested_at,
+            },
         )
         return int(result.scalar_one())
 

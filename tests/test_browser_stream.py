@@ -34,6 +34,9 @@ pytestmark = pytest.mark.browser
 LIVE_PAGE = PROJECT_ROOT / "learning_platform" / "api" / "pages" / "live.html"
 KIND = "session.completed"
 WAIT_MS = 20_000
+# The shortest lifetime the API accepts (API_STREAM_COOKIE_TTL_SECONDS); the page refreshes
+# the cookie after half of it.
+COOKIE_TTL_SECONDS = 10
 
 
 def page_server() -> Starlette:
@@ -55,6 +58,11 @@ async def received_ids(page: Page) -> list[int]:
 
 async def wait_for_count(page: Page, count: int) -> None:
     await page.wait_for_function(f"window.received.length >= {count}", timeout=WAIT_MS)
+
+
+async def stream_cookie(browser: BrowserContext) -> Any:
+    """The stream cookie as the browser holds it (None once it has expired)."""
+    return next((c for c in await browser.cookies() if c["name"] == COOKIE_NAME), None)
 
 
 async def test_a_page_streams_resumes_across_an_api_restart_and_other_origins_get_nothing(
@@ -114,3 +122,45 @@ async def test_a_page_streams_resumes_across_an_api_restart_and_other_origins_ge
     assert stream_cookie["path"] == "/v1/notifications/stream"
     logs = (tmp_path / "api-1.log").read_text() + (tmp_path / "api-2.log").read_text()
     assert stream_cookie["value"] not in logs
+
+
+async def test_a_page_reconnects_after_its_first_stream_cookie_expired(
+    api_settings: Settings, engine: AsyncEngine, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """The page refreshes its cookie before it expires: a reconnect long after the first
+    cookie's lifetime (here: after an API restart) is let in, not refused."""
+    user = await add_user(engine)
+    api_port = free_loopback_port()
+    with serve_in_thread(page_server()) as page_url:
+        env = {
+            "API_CORS_ORIGINS": json.dumps([page_url]),
+            "SSE_RETRY_MILLISECONDS": "300",
+            "API_STREAM_COOKIE_TTL_SECONDS": str(COOKIE_TTL_SECONDS),
+        }
+        page = await browser.new_page()
+        async with api_process(api_settings, tmp_path / "api-1.log", env, api_port):
+            await page.goto(f"{page_url}/#api=http://127.0.0.1:{api_port}&token={token(user)}")
+            await page.wait_for_function("window.opened >= 1", timeout=WAIT_MS)
+            first_cookie = await stream_cookie(browser)
+            first = await notify(engine, user, KIND, n=1)
+            await wait_for_count(page, 1)
+            # The browser's clock past the first cookie's expiry (the event this test is about).
+            await page.wait_for_function(
+                f"Date.now() / 1000 > {first_cookie['expires']} + 1",
+                polling=200,
+                timeout=(COOKIE_TTL_SECONDS + 10) * 1000,
+            )
+            refreshed = await stream_cookie(browser)
+        during = await notify(engine, user, KIND, n=2)
+        async with api_process(api_settings, tmp_path / "api-2.log", env, api_port):
+            await wait_for_count(page, 2)
+            after = await notify(engine, user, KIND, n=3)
+            await wait_for_count(page, 3)
+            state = await page.evaluate("({opened: window.opened, refused: window.refused})")
+
+    assert refreshed is not None, "the first cookie expired and no refreshed one replaced it"
+    assert refreshed["expires"] > first_cookie["expires"]
+    assert await received_ids(page) == [first, during, after]
+    # Reconnected at once with the refreshed cookie: never refused, no start over. (A refresh
+    # due while the API was down failed and was retried: window.cookieError may be set.)
+    assert state == {"opened": 2, "refused": 0}

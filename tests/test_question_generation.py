@@ -19,7 +19,7 @@ from activities.registry import Dependencies
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import (
-    SAVE_GENERATED_QUESTIONS,
+    COMPLETE_STAGED_GENERATION,
     QuestionGenerationInput,
     QuestionGenerationResult,
     generation_workflow_id,
@@ -284,7 +284,7 @@ async def test_cleanup_committing_under_a_finishing_attempt_makes_it_conflict_an
         event.activity_task_started_event_attributes.attempt
         async for event in handle.fetch_history_events()
         if event.HasField("activity_task_started_event_attributes")
-        and _activity_name(await _scheduled(handle, event)) == SAVE_GENERATED_QUESTIONS
+        and _activity_name(await _scheduled(handle, event)) == COMPLETE_STAGED_GENERATION
     ]
     assert save_attempts == [2], "the conflict should have failed the first save attempt"
 
@@ -370,3 +370,110 @@ async def test_a_set_cannot_hold_questions_of_two_attempts(engine: AsyncEngine) 
             await conn.execute(
                 text("UPDATE question_sets SET attempt = 2 WHERE id = :id"), {"id": set_id}
             )
+
+
+def drafts(*prompts: str) -> list[question_sets.NewQuestion]:
+    return [
+        question_sets.NewQuestion(prompt=p, answer="a", explanation="e", choices=[])
+        for p in prompts
+    ]
+
+
+async def test_a_retried_generation_takes_the_questions_it_staged_and_asks_the_llm_nothing(
+    engine: AsyncEngine, client: Client, llm_worker: Worker, settings: Settings,
+    fake_llm: FakeOpenAI,
+) -> None:  # fmt: skip
+    """As after a worker lost between staging the questions and reporting them: the retry
+    finds the attempt's stage and answers from it."""
+    user = await add_user(engine)
+    source = await stored_source(engine, settings, user, STUDY_TEXT.encode(), "text/plain")
+    set_id = await add_question_set(engine, user, source)
+    async with engine.begin() as conn:
+        staged = await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("p1", "p2"), generator="g"
+        )
+    assert staged == 2
+
+    await start_generation_workflow(client, settings, set_id, 1)
+    result = await result_of(
+        client.get_workflow_handle(generation_workflow_id(set_id, 1, settings.schedule_id_prefix))
+    )
+
+    assert (result.outcome, result.question_count) == ("completed", 2)
+    assert fake_llm.requests_for("question_set") == []
+    prompts = await rows(engine, "SELECT prompt FROM questions ORDER BY position")
+    assert [p for (p,) in prompts] == ["p1", "p2"]
+    assert await rows(engine, "SELECT 1 FROM question_drafts") == []
+
+
+async def test_staging_twice_keeps_the_first_questions(engine: AsyncEngine) -> None:
+    user = await add_user(engine)
+    set_id = await add_question_set(engine, user, await add_source(engine, user, "users/a.txt"))
+
+    async with engine.begin() as conn:
+        first = await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("p1", "p2"), generator="g"
+        )
+        again = await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("other"), generator="g"
+        )
+
+    assert (first, again) == (2, 2)
+    (draft,) = await rows(engine, "SELECT questions FROM question_drafts")
+    assert [q["prompt"] for q in draft.questions] == ["p1", "p2"]
+
+
+async def test_completing_a_staged_attempt_again_after_its_commit_saves_nothing_twice(
+    engine: AsyncEngine,
+) -> None:
+    """A completion activity retried after its transaction committed (its answer lost)."""
+    user = await add_user(engine)
+    set_id = await add_question_set(engine, user, await add_source(engine, user, "users/a.txt"))
+    async with engine.begin() as conn:
+        await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("p1", "p2"), generator="g"
+        )
+
+    counts = []
+    for _ in range(2):
+        async with engine.begin() as conn:
+            counts.append(
+                await question_sets.complete_staged_attempt(conn, question_set_id=set_id, attempt=1)
+            )
+
+    assert counts == [2, 2]
+    assert (await question_set(engine, set_id)).question_attempts == [1, 1]
+    assert len(await rows(engine, "SELECT 1 FROM notifications")) == 1
+
+
+async def test_a_superseded_attempts_staged_questions_are_discarded(engine: AsyncEngine) -> None:
+    user = await add_user(engine)
+    source = await add_source(engine, user, "users/a.txt")
+    set_id = await add_question_set(engine, user, source, attempt=2)
+    async with engine.begin() as conn:
+        await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("late"), generator="g"
+        )
+        saved = await question_sets.complete_staged_attempt(conn, question_set_id=set_id, attempt=1)
+
+    assert saved is None
+    assert await rows(engine, "SELECT 1 FROM question_drafts") == []
+    assert (await question_set(engine, set_id)).question_attempts == []
+
+
+async def test_cleanup_removes_what_a_timed_out_attempt_staged(engine: AsyncEngine) -> None:
+    user = await add_user(engine)
+    set_id = await add_question_set(
+        engine, user, await add_source(engine, user, "users/a.txt"),
+        requested_at=datetime.now(UTC) - timedelta(hours=2),
+    )  # fmt: skip
+    async with engine.begin() as conn:
+        await question_sets.stage_questions(
+            conn, question_set_id=set_id, attempt=1, questions=drafts("p"), generator="g"
+        )
+        batch = await question_sets.fail_stale_batch(
+            conn, after=None, cutoff=datetime.now(UTC), reason="t", limit=5
+        )
+
+    assert batch.changed == 1
+    assert await rows(engine, "SELECT 1 FROM question_drafts") == []

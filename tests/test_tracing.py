@@ -168,9 +168,9 @@ async def test_a_question_set_request_is_one_trace_through_outbox_workflow_llm_a
     deliver = by_name(spans, "deliver question_set.requested")
     start = by_name(spans, "StartWorkflow:QuestionGeneration")
     run = by_name(spans, "RunWorkflow:QuestionGeneration")
-    generate = by_name(spans, "RunActivity:generate_questions")
+    generate = by_name(spans, "RunActivity:generate_staged_questions")
     llm = by_name(spans, "llm question_set")
-    save = by_name(spans, "RunActivity:save_generated_questions")
+    save = by_name(spans, "RunActivity:complete_staged_question_generation")
     notify = by_name(spans, "write notification")
 
     assert child_of(deliver, root)
@@ -178,10 +178,10 @@ async def test_a_question_set_request_is_one_trace_through_outbox_workflow_llm_a
     # TracingInterceptor's workflow spans are instants; what the workflow starts hangs off
     # the span that started it.
     assert child_of(run, start)
-    assert child_of(by_name(spans, "StartActivity:generate_questions"), start)
-    assert child_of(generate, by_name(spans, "StartActivity:generate_questions"))
+    assert child_of(by_name(spans, "StartActivity:generate_staged_questions"), start)
+    assert child_of(generate, by_name(spans, "StartActivity:generate_staged_questions"))
     assert child_of(llm, generate)
-    assert child_of(save, by_name(spans, "StartActivity:save_generated_questions"))
+    assert child_of(save, by_name(spans, "StartActivity:complete_staged_question_generation"))
     assert child_of(notify, save)
     # What an operator searches by.
     attributes: dict[str, Any] = dict(deliver.attributes or {})
@@ -222,13 +222,14 @@ async def test_an_ended_session_is_one_trace_through_its_crawls_llm_calls_and_no
     assert child_of(start, root)
     assert child_of(summarize, by_name(spans, "StartActivity:summarize_session"))
     assert child_of(by_name(spans, "StartActivity:summarize_session"), start)
-    assert {(s.attributes or {})["url.full"] for s in pages_spans} == {
-        f"{pages}/article/1",
-        f"{pages}/missing",
-    }
+    # Pages by their position in the session, not their URLs (the user's browsing history).
+    assert {(s.attributes or {})["page.index"] for s in pages_spans} == {0, 1}
+    assert all((s.attributes or {})["session.id"] == session for s in pages_spans)
+    exported = [dict(s.attributes or {}) for s in spans]
+    assert not any(pages in str(value) for attributes in exported for value in attributes.values())
     assert all(child_of(page, summarize) for page in pages_spans)
     assert all(any(child_of(c, page) for page in pages_spans) for c in crawls) and len(crawls) == 2
-    failed_crawl = next(c for c in crawls if (c.attributes or {})["url.full"].endswith("/missing"))
+    failed_crawl = next(c for c in crawls if (c.attributes or {})["page.index"] == 1)
     assert not failed_crawl.status.is_ok
     llm_summary = by_name(spans, "llm page_summary")
     assert any(child_of(llm_summary, page) for page in pages_spans)

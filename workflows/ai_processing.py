@@ -107,6 +107,9 @@ class ProcessSession:
         usage = SessionUsage(pages_total=state.page_count)
         if state.page_count == 0:
             return await self._fail(session_id, _no_pages_reason([]), usage)
+        # Current details (the UI's User Metadata tab, `temporal workflow metadata`) are no
+        # command: nothing for replay to compare. Ids and counts only, as in the history.
+        workflow.set_current_details(f"Summarising {state.page_count} pages")
         try:
             counts = await _ai_activity(
                 summarize_session,
@@ -123,6 +126,9 @@ class ProcessSession:
         if counts.summarized + counts.cached == 0:
             reason = f"none of the {state.page_count} visited pages could be summarised"
             return await self._fail(session_id, reason, usage, list_failed_pages=True)
+        workflow.set_current_details(
+            f"Building the mind map from {counts.summarized + counts.cached} pages"
+        )
         try:
             stored = await _ai_activity(build_session_mind_map, SessionIdParams(session_id))
         except ActivityError as exc:
@@ -132,6 +138,10 @@ class ProcessSession:
         usage.add(stored.usage)
         await _database_step(
             complete_session_with_stored_map, CompleteStoredSessionParams(session_id, usage)
+        )
+        workflow.set_current_details(
+            f"Completed: {usage.pages_summarized} pages summarised, {usage.pages_cached} from "
+            f"the cache, {usage.pages_failed} failed; {usage.requests} LLM requests"
         )
         return self._completed(session_id, usage)
 
@@ -159,7 +169,7 @@ class ProcessSession:
         usage.pages_failed = sum(1 for p in pages if p.outcome == "failed")
         readable = [p for p in pages if p.outcome != "failed"]
         if not readable:
-            return await self._fail(session_id, _no_pages_reason(pages), usage)
+            return await self._fail(session_id, _no_pages_reason(pages), usage, log_reason=False)
         try:
             mind_map = await _ai_activity(
                 build_mind_map, BuildMindMapParams(session_id, work.title, readable)
@@ -195,15 +205,25 @@ class ProcessSession:
         return result.pages
 
     async def _fail(
-        self, session_id: int, reason: str, usage: SessionUsage, list_failed_pages: bool = False
+        self,
+        session_id: int,
+        reason: str,
+        usage: SessionUsage,
+        list_failed_pages: bool = False,
+        log_reason: bool = True,
     ) -> ProcessSessionResult:
+        """`log_reason=False` for a reason that names pages (the old path's): the worker's
+        log gets ids, the reason is in sessions.failure_reason."""
         await _database_step(
             fail_session, FailSessionParams(session_id, reason, usage, list_failed_pages)
         )
+        logged = reason if log_reason else "none of the visited pages could be summarised"
         workflow.logger.warning(
             "session processing completed",
-            extra={**_ids(session_id), "outcome": "failed", "reason": reason},
+            extra={**_ids(session_id), "outcome": "failed", "reason": logged},
         )
+        if log_reason:
+            workflow.set_current_details(f"Failed: {reason}")
         return ProcessSessionResult(session_id, outcome="failed", reason=reason, usage=usage)
 
 

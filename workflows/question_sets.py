@@ -12,19 +12,25 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from learning_platform.jobs.ai_processing.contracts import ai_task_queue
 from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
+    CHECK_GENERATION_ATTEMPT,
+    COMPLETE_STAGED_GENERATION,
     DELETE_UNUSED_SOURCES,
     FAIL_GENERATION_ATTEMPT,
     FAIL_STALE_QUESTION_SETS,
     GENERATE_QUESTIONS,
+    GENERATE_STAGED_QUESTIONS,
+    GENERATION_IDS_ONLY_PATCH,
     PREPARE_GENERATION,
     QUESTION_GENERATION_WORKFLOW,
     RETRY_FAILED_QUESTION_SETS,
     SAVE_GENERATED_QUESTIONS,
+    CompletedGeneration,
     DeleteUnusedSourcesParams,
     FailGenerationAttemptParams,
     FailStaleQuestionSetsParams,
     GeneratedQuestions,
     GenerateQuestionsParams,
+    GenerationAttempt,
     GenerationTarget,
     QuestionGenerationInput,
     QuestionGenerationResult,
@@ -36,6 +42,7 @@ from learning_platform.jobs.question_sets.contracts import (
     SaveGeneratedQuestionsParams,
     SourceCleanupInput,
     SourceCleanupResult,
+    StagedQuestions,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import DATABASE_RETRY
@@ -68,6 +75,67 @@ class QuestionGeneration:
 
     @workflow.run
     async def run(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
+        # Since GENERATION_IDS_ONLY_PATCH the history holds ids and counts only; workflows
+        # started before it replay (and finish) on the path that carried the source's title
+        # and storage key and the questions. Once none of those runs is left:
+        # workflow.deprecate_patch, then remove _run_with_content and its activities.
+        if workflow.patched(GENERATION_IDS_ONLY_PATCH):
+            return await self._run_on_ids(params)
+        return await self._run_with_content(params)
+
+    async def _run_on_ids(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
+        ids = f"set {params.question_set_id}, attempt {params.attempt}"
+        attempt: GenerationAttempt = await workflow.execute_activity(
+            CHECK_GENERATION_ATTEMPT,
+            params,
+            result_type=GenerationAttempt,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+            summary=f"Is {ids} still current?",
+        )
+        if not attempt.on_attempt:
+            return self._ended(QuestionGenerationResult(outcome="superseded"))
+        # Current details (the UI's User Metadata tab, `temporal workflow metadata`) and the
+        # activity summaries (the UI's timeline) hold ids and counts only, as the history does.
+        workflow.set_current_details(f"Generating {attempt.question_count} questions")
+        try:
+            staged: StagedQuestions = await workflow.execute_activity(
+                GENERATE_STAGED_QUESTIONS,
+                params,
+                result_type=StagedQuestions,
+                task_queue=ai_task_queue(workflow.info().task_queue),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=LLM_RETRY,
+                summary=f"Generate {attempt.question_count} questions ({ids})",
+            )
+        except ActivityError as error:
+            return self._ended(await self._fail(params, error, summary=f"Record failure ({ids})"))
+        if staged.superseded:
+            return self._ended(QuestionGenerationResult(outcome="superseded"))
+        workflow.set_current_details(f"Saving {staged.staged} questions")
+        completed: CompletedGeneration = await workflow.execute_activity(
+            COMPLETE_STAGED_GENERATION,
+            params,
+            result_type=CompletedGeneration,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=CONFLICT_RETRY,
+            summary=f"Save {staged.staged} questions, notify the owner ({ids})",
+        )
+        if not completed.completed:
+            return self._ended(QuestionGenerationResult(outcome="superseded"))
+        return self._ended(
+            QuestionGenerationResult(outcome="completed", question_count=completed.question_count)
+        )
+
+    @staticmethod
+    def _ended(result: QuestionGenerationResult) -> QuestionGenerationResult:
+        counted = f": {result.question_count} questions" if result.outcome == "completed" else ""
+        workflow.set_current_details(f"{result.outcome.capitalize()}{counted}")
+        return result
+
+    async def _run_with_content(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
+        """The path of workflows started before GENERATION_IDS_ONLY_PATCH (the source's title
+        and storage key and the questions in the history)."""
         target: GenerationTarget = await workflow.execute_activity(
             PREPARE_GENERATION,
             params,
@@ -114,7 +182,7 @@ class QuestionGeneration:
         )
 
     async def _fail(
-        self, params: QuestionGenerationInput, error: ActivityError
+        self, params: QuestionGenerationInput, error: ActivityError, summary: str | None = None
     ) -> QuestionGenerationResult:
         cause = error.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
@@ -130,6 +198,7 @@ class QuestionGeneration:
             result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=CONFLICT_RETRY,
+            summary=summary,
         )
         return QuestionGenerationResult(outcome="failed" if failed else "superseded", reason=reason)
 

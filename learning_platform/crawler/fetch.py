@@ -105,7 +105,8 @@ class Crawler:
             # Extraction is CPU work; a thread keeps the worker's event loop responsive.
             title, text = await asyncio.to_thread(extract_main_text, html, str(body.url))
         except Exception as exc:
-            log.warning("text extraction failed", exc_info=True, extra={"url": str(body.url)})
+            # No URL: the caller logs which page of which session this was.
+            log.warning("text extraction failed", exc_info=True)
             raise PageUnavailableError(
                 f"the page could not be parsed ({type(exc).__name__})", body.status
             ) from exc

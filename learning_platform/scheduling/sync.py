@@ -95,10 +95,23 @@ def build_schedule(job: JobSchedule, settings: Settings) -> Schedule:
             # The server turns cron text into calendar specs; the text is kept here to diff on.
             memo={"schedule": job.schedule_id, "cron": job.cron or ""},
             static_summary=job.description,
+            static_details=run_details(job, settings),
         ),
         spec=spec,
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=job.catchup),
         state=ScheduleState(note=CREATED_NOTE),
+    )
+
+
+def run_details(job: JobSchedule, settings: Settings) -> str:
+    """Every run's static details (Markdown; the UI's User Metadata tab, `temporal workflow
+    describe`): which schedule started it and where its outcome is."""
+    when = f"cron `{job.cron}` ({settings.schedule_timezone})" if job.cron else f"every {job.every}"
+    return (
+        f"A run of schedule `{job.schedule_id}`, {when}; it times out after "
+        f"{job.execution_timeout}.\n\n"
+        "Its outcome, duration and counts: this run's current details and its memo `job_run`; "
+        "the latest runs: `schedules.py status`."
     )
 
 
@@ -133,6 +146,7 @@ async def differences(
     check("task queue", want.task_queue, have.task_queue)
     check("execution timeout", want.execution_timeout, have.execution_timeout)
     check("summary", want.static_summary, await _plain(have.static_summary, converter))
+    check("details", want.static_details, await _plain(have.static_details, converter))
     check(
         "cron",
         (want.memo or {}).get("cron"),

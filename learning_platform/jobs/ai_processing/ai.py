@@ -153,7 +153,12 @@ def _parse_node(data: dict[str, Any], known_urls: set[str]) -> MindMapNode:
     urls = [str(url) for url in data["page_urls"]]
     unknown = [url for url in urls if url not in known_urls]
     if unknown:
-        raise InvalidOutputError(f"page_urls not among the given pages: {unknown[:3]}")
+        # Not the URLs themselves: the problem is logged, and a final one ends up in the
+        # session's failure reason, which travels through the workflow's history.
+        raise InvalidOutputError(
+            f"{len(unknown)} of the page_urls are not among the given pages; use only the "
+            "pages' url values"
+        )
     return MindMapNode(
         topic=str(data["topic"]).strip(),
         page_urls=urls,

@@ -56,10 +56,22 @@ async def start_session_workflow(
             task_timeout=SESSION_TASK_TIMEOUT,
             search_attributes=TypedSearchAttributes([SearchAttributePair(SESSION_ID, session_id)]),
             static_summary=f"Session {session_id} of user {user_id}: {page_count} pages",
+            static_details=session_details(session_id),
         )
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+def session_details(session_id: int) -> str:
+    """The workflow's static details (Markdown; the UI's User Metadata tab, `temporal workflow
+    describe`): where the content is, since the history holds ids and counts only."""
+    return (
+        f"Pages, titles, summaries and the mind map of session {session_id} are in the "
+        "database, not in this history: `page_visits`, `page_crawls`, `url_summaries`, "
+        "`mind_maps`, `sessions.failure_reason`.\n\n"
+        "Progress and the outcome: this run's current details."
+    )
 
 
 class SessionNotWaitingError(UsageError):

@@ -132,7 +132,7 @@ class OfflineQuestionAi:
         questions = offline_questions.build_questions(text, count, seed=seed)
         if not questions:
             raise NoQuestionsPossible(
-                f"source {title!r} has no sentence to make a question from; "
+                "the source has no sentence to make a question from; "
                 "it needs full sentences of text"
             )
         validate_questions(questions, count)

@@ -20,6 +20,16 @@ FAIL_GENERATION_ATTEMPT = "fail_question_generation_attempt"
 FAIL_STALE_QUESTION_SETS = "fail_stale_question_sets"
 RETRY_FAILED_QUESTION_SETS = "retry_failed_question_sets"
 DELETE_UNUSED_SOURCES = "delete_unused_sources"
+# The steps of QuestionGeneration since GENERATION_IDS_ONLY_PATCH: ids and counts in, ids and
+# counts out. The activities read the source from our database and storage, and stage the
+# generated questions there (question_drafts); the source's title and storage key and the
+# questions stay out of the workflow's history. PREPARE_GENERATION, GENERATE_QUESTIONS and
+# SAVE_GENERATED_QUESTIONS serve the workflows started before the patch; remove them with the
+# old path. FAIL_GENERATION_ATTEMPT serves both (its reason names no title or key).
+GENERATION_IDS_ONLY_PATCH = "question-generation-ids-only"
+CHECK_GENERATION_ATTEMPT = "check_question_generation_attempt"
+GENERATE_STAGED_QUESTIONS = "generate_staged_questions"
+COMPLETE_STAGED_GENERATION = "complete_staged_question_generation"
 
 # Application error types, so workflows can tell outcomes apart without importing the domain.
 BAD_SOURCE_ERROR = "BadSource"
@@ -37,6 +47,33 @@ def generation_workflow_id(question_set_id: int, attempt: int, prefix: str = "")
 class QuestionGenerationInput:
     question_set_id: int
     attempt: int
+
+
+@dataclass
+class GenerationAttempt:
+    """CHECK_GENERATION_ATTEMPT's answer: whether the set is still on the attempt, and how
+    many questions it asks for."""
+
+    on_attempt: bool
+    question_count: int = 0
+
+
+@dataclass
+class StagedQuestions:
+    """GENERATE_STAGED_QUESTIONS's answer: how many questions it staged for the attempt;
+    `superseded` when the set had moved on before anything was generated."""
+
+    staged: int
+    superseded: bool = False
+
+
+@dataclass
+class CompletedGeneration:
+    """COMPLETE_STAGED_GENERATION's answer: False when the set had moved on (the staged
+    questions are then discarded)."""
+
+    completed: bool
+    question_count: int = 0
 
 
 @dataclass

@@ -139,3 +139,23 @@ class Question(Base):
     answer: Mapped[str] = mapped_column(Text)
     explanation: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
+
+
+class QuestionDraft(Base):
+    """An attempt's generated questions, staged by the activity that generated them until the
+    attempt completes (the questions then move to `questions`): the questions never travel
+    through the workflow's history. One row per attempt, so a retried generation finds its
+    own result instead of asking the LLM again."""
+
+    __tablename__ = "question_drafts"
+
+    # Not a foreign key on (id, attempt) as questions have: a stale draft must not stop the
+    # set from moving on to its next attempt. Drafts of other attempts go when one completes.
+    question_set_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("question_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # [{"prompt", "answer", "explanation", "choices"}, ...] in position order.
+    questions: Mapped[list[Any]] = mapped_column(JSONB)
+    generator: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()

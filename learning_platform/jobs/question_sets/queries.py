@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, literal, select, text, update
+from sqlalchemy import delete, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.core.batches import (
@@ -31,6 +32,7 @@ from learning_platform.jobs.outbox_relay.events import enqueue_event
 from learning_platform.jobs.question_sets.models import (
     MAX_QUESTION_SET_RETRIES,
     Question,
+    QuestionDraft,
     QuestionSet,
     QuestionSetStatus,
     Source,
@@ -185,6 +187,127 @@ async def attempt_target(
     )
 
 
+async def staged_question_count(
+    conn: AsyncConnection, *, question_set_id: int, attempt: int
+) -> int | None:
+    """How many questions `attempt` has staged, or None when it has staged none yet."""
+    return await conn.scalar(
+        select(func.jsonb_array_length(QuestionDraft.questions)).where(
+            QuestionDraft.question_set_id == question_set_id, QuestionDraft.attempt == attempt
+        )
+    )
+
+
+async def stage_questions(
+    conn: AsyncConnection,
+    *,
+    question_set_id: int,
+    attempt: int,
+    questions: Sequence[NewQuestion],
+    generator: str,
+) -> int:
+    """Stage `attempt`'s questions until the attempt completes (complete_staged_attempt).
+    An attempt stages once: a repeat keeps the first questions. Their count is returned."""
+    await conn.execute(
+        pg_insert(QuestionDraft)
+        .values(
+            question_set_id=question_set_id,
+            attempt=attempt,
+            questions=[_draft_json(question) for question in questions],
+            generator=generator,
+        )
+        .on_conflict_do_nothing(index_elements=["question_set_id", "attempt"])
+    )
+    staged = await staged_question_count(conn, question_set_id=question_set_id, attempt=attempt)
+    assert staged is not None, "the draft was just stored"
+    return staged
+
+
+def _draft_json(question: NewQuestion) -> dict[str, object]:
+    return {
+        "prompt": question.prompt,
+        "answer": question.answer,
+        "explanation": question.explanation,
+        "choices": list(question.choices),
+    }
+
+
+class NothingStaged(ServiceError):
+    """The attempt is to be completed, but it staged no questions."""
+
+
+async def complete_staged_attempt(
+    conn: AsyncConnection, *, question_set_id: int, attempt: int
+) -> int | None:
+    """complete_attempt with the questions `attempt` staged, in the caller's transaction; the
+    number of questions saved, or None (the staged questions discarded) when the set is no
+    longer on `attempt`. A repeat after the commit finds the set completed by `attempt` and
+    answers the same count."""
+    draft = (
+        await conn.execute(
+            select(QuestionDraft.questions)
+            .where(
+                QuestionDraft.question_set_id == question_set_id, QuestionDraft.attempt == attempt
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if draft is None:
+        return await _completed_without_draft(conn, question_set_id, attempt)
+    questions = [
+        NewQuestion(
+            prompt=str(q["prompt"]), answer=str(q["answer"]),
+            explanation=str(q["explanation"]), choices=[str(c) for c in q["choices"]],
+        )
+        for q in draft
+    ]  # fmt: skip
+    saved = await complete_attempt(
+        conn, question_set_id=question_set_id, attempt=attempt, questions=questions
+    )
+    if not saved:
+        await _discard_drafts(conn, question_set_id, attempt)
+        return None
+    return len(questions)
+
+
+async def _completed_without_draft(
+    conn: AsyncConnection, question_set_id: int, attempt: int
+) -> int | None:
+    """A completion that finds nothing staged: a repeat after the first one committed (the
+    count `attempt` saved), or the set has moved on (None). A set still pending on `attempt`
+    with nothing staged means the generation step was skipped: NothingStaged."""
+    row = (
+        await conn.execute(
+            select(QuestionSet.status, QuestionSet.attempt).where(QuestionSet.id == question_set_id)
+        )
+    ).one_or_none()
+    if row is None or row.attempt != attempt:
+        return None
+    if row.status == QuestionSetStatus.PENDING:
+        raise NothingStaged(
+            f"attempt {attempt} of question set {question_set_id} has no staged questions to "
+            "complete"
+        )
+    if row.status != QuestionSetStatus.COMPLETED:
+        return None
+    saved = await conn.scalar(
+        select(func.count()).where(
+            Question.question_set_id == question_set_id, Question.attempt == attempt
+        )
+    )
+    return int(saved or 0)
+
+
+async def _discard_drafts(
+    conn: AsyncConnection, question_set_id: int, attempt: int | None = None
+) -> None:
+    """The set's staged questions (of `attempt` only, when given)."""
+    statement = delete(QuestionDraft).where(QuestionDraft.question_set_id == question_set_id)
+    if attempt is not None:
+        statement = statement.where(QuestionDraft.attempt == attempt)
+    await conn.execute(statement)
+
+
 @dataclass(frozen=True)
 class _CurrentSet:
     user_id: int
@@ -227,13 +350,15 @@ async def complete_attempt(
     questions: Sequence[NewQuestion],
 ) -> bool:
     """Save `attempt`'s questions, mark the set completed and notify its owner, all in the
-    caller's transaction. False (nothing written) when the set is no longer on `attempt`."""
+    caller's transaction; staged questions of every attempt of the set go. False (nothing
+    written) when the set is no longer on `attempt`."""
     current = await _current_if_on(conn, question_set_id, attempt)
     if current is None:
         return False
     await _finish_attempt(
         conn, question_set_id, current, status=QuestionSetStatus.COMPLETED, failure_reason=None
     )
+    await _discard_drafts(conn, question_set_id)
     await conn.execute(
         insert(Question),
         [
@@ -320,6 +445,9 @@ _FAIL_STALE_BATCH = f"""
          WHERE id = ANY (ARRAY(SELECT id FROM batch))
            AND status = 'pending' AND requested_at < :cutoff
         RETURNING id, user_id, attempt, retry_count, title
+    ), undrafted AS (
+        -- Questions an attempt staged before its workflow timed out.
+        DELETE FROM question_drafts WHERE question_set_id IN (SELECT id FROM failed)
     ), notified AS (
         INSERT INTO notifications (user_id, kind, payload, dedupe_key)
         SELECT user_id, 'question_set.failed',
