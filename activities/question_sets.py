@@ -16,26 +16,17 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.batches import run_batches
+from activities.interfaces import implements
 from activities.llm_errors import llm_errors_as_application_errors
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.contracts import TokenUsage
+from learning_platform.jobs.question_sets import contracts, sources
 from learning_platform.jobs.question_sets import queries as question_sets
-from learning_platform.jobs.question_sets import sources
 from learning_platform.jobs.question_sets.ai import NoQuestionsPossible, QuestionAi
 from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
-    CHECK_GENERATION_ATTEMPT,
-    COMPLETE_STAGED_GENERATION,
-    DELETE_UNUSED_SOURCES,
-    FAIL_GENERATION_ATTEMPT,
-    FAIL_STALE_QUESTION_SETS,
-    GENERATE_QUESTIONS,
-    GENERATE_STAGED_QUESTIONS,
     OPTIMISTIC_LOCK_CONFLICT_ERROR,
-    PREPARE_GENERATION,
     QUESTION_GENERATION_WORKFLOW,
-    RETRY_FAILED_QUESTION_SETS,
-    SAVE_GENERATED_QUESTIONS,
     CompletedGeneration,
     DeleteUnusedSourcesParams,
     FailGenerationAttemptParams,
@@ -116,7 +107,7 @@ class QuestionSetActivities:
         self._storage = storage
         self._settings = settings
 
-    @activity.defn(name=PREPARE_GENERATION)
+    @implements(contracts.prepare_question_generation)
     async def prepare_generation(self, params: QuestionGenerationInput) -> GenerationTarget:
         async with self._engine.connect() as conn:
             target = await question_sets.attempt_target(
@@ -132,7 +123,7 @@ class QuestionSetActivities:
             question_count=target.question_count,
         )
 
-    @activity.defn(name=CHECK_GENERATION_ATTEMPT)
+    @implements(contracts.check_question_generation_attempt)
     async def check_generation_attempt(self, params: QuestionGenerationInput) -> GenerationAttempt:
         async with self._engine.connect() as conn:
             target = await question_sets.attempt_target(
@@ -142,7 +133,7 @@ class QuestionSetActivities:
             return GenerationAttempt(on_attempt=False)
         return GenerationAttempt(on_attempt=True, question_count=target.question_count)
 
-    @activity.defn(name=COMPLETE_STAGED_GENERATION)
+    @implements(contracts.complete_staged_question_generation)
     async def complete_staged_generation(
         self, params: QuestionGenerationInput
     ) -> CompletedGeneration:
@@ -160,7 +151,7 @@ class QuestionSetActivities:
             return CompletedGeneration(completed=False)
         return CompletedGeneration(completed=True, question_count=saved)
 
-    @activity.defn(name=SAVE_GENERATED_QUESTIONS)
+    @implements(contracts.save_generated_questions)
     async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
         """True when saved; False when the set has moved on (its result is then discarded)."""
         with _conflicts_as_retryable():
@@ -180,7 +171,7 @@ class QuestionSetActivities:
                     ],
                 )
 
-    @activity.defn(name=FAIL_GENERATION_ATTEMPT)
+    @implements(contracts.fail_question_generation_attempt)
     async def fail_generation_attempt(self, params: FailGenerationAttemptParams) -> bool:
         with _conflicts_as_retryable():
             async with self._engine.begin() as conn:
@@ -192,7 +183,7 @@ class QuestionSetActivities:
                     retryable=params.retryable,
                 )
 
-    @activity.defn(name=FAIL_STALE_QUESTION_SETS)
+    @implements(contracts.fail_stale_question_sets)
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
         """Batch after batch, each its own short transaction, until one comes back short.
 
@@ -206,7 +197,7 @@ class QuestionSetActivities:
         )
         return await run_batches(self._engine, batch)
 
-    @activity.defn(name=RETRY_FAILED_QUESTION_SETS)
+    @implements(contracts.retry_failed_question_sets)
     async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
         """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a
         backlog drains over a few runs without flooding the LLM with new attempts at once."""
@@ -214,7 +205,7 @@ class QuestionSetActivities:
             retried = await question_sets.retry_failed_batch(conn, limit=params.limit)
         return len(retried)
 
-    @activity.defn(name=DELETE_UNUSED_SOURCES)
+    @implements(contracts.delete_unused_sources)
     async def delete_unused_sources(self, params: DeleteUnusedSourcesParams) -> int:
         """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
         batch = partial(
@@ -241,7 +232,7 @@ class QuestionAiActivities:
         self._ai = question_ai
         self._llm_slots = llm_slots
 
-    @activity.defn(name=GENERATE_STAGED_QUESTIONS)
+    @implements(contracts.generate_staged_questions)
     async def generate_staged_questions(self, params: QuestionGenerationInput) -> StagedQuestions:
         """generate_questions with the source read from the database and the questions staged
         there (question_drafts): only their count returns. A retry after the questions were
@@ -272,7 +263,7 @@ class QuestionAiActivities:
             )
         return StagedQuestions(staged=staged)
 
-    @activity.defn(name=GENERATE_QUESTIONS)
+    @implements(contracts.generate_questions)
     async def generate_questions(self, params: GenerateQuestionsParams) -> GeneratedQuestions:
         """The step of workflows started before GENERATION_IDS_ONLY_PATCH (questions in the
         history)."""

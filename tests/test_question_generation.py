@@ -19,9 +19,9 @@ from activities.registry import Dependencies
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import (
-    COMPLETE_STAGED_GENERATION,
     QuestionGenerationInput,
     QuestionGenerationResult,
+    complete_staged_question_generation,
     generation_workflow_id,
 )
 from learning_platform.storage import build_storage
@@ -284,7 +284,8 @@ async def test_cleanup_committing_under_a_finishing_attempt_makes_it_conflict_an
         event.activity_task_started_event_attributes.attempt
         async for event in handle.fetch_history_events()
         if event.HasField("activity_task_started_event_attributes")
-        and _activity_name(await _scheduled(handle, event)) == COMPLETE_STAGED_GENERATION
+        and _activity_name(await _scheduled(handle, event))
+        == complete_staged_question_generation.__name__
     ]
     assert save_attempts == [2], "the conflict should have failed the first save attempt"
 

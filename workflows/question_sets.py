@@ -12,26 +12,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from learning_platform.jobs.ai_processing.contracts import ai_task_queue
 from learning_platform.jobs.question_sets.contracts import (
     BAD_SOURCE_ERROR,
-    CHECK_GENERATION_ATTEMPT,
-    COMPLETE_STAGED_GENERATION,
-    DELETE_UNUSED_SOURCES,
-    FAIL_GENERATION_ATTEMPT,
-    FAIL_STALE_QUESTION_SETS,
-    GENERATE_QUESTIONS,
-    GENERATE_STAGED_QUESTIONS,
     GENERATION_IDS_ONLY_PATCH,
-    PREPARE_GENERATION,
     QUESTION_GENERATION_WORKFLOW,
-    RETRY_FAILED_QUESTION_SETS,
-    SAVE_GENERATED_QUESTIONS,
-    CompletedGeneration,
     DeleteUnusedSourcesParams,
     FailGenerationAttemptParams,
     FailStaleQuestionSetsParams,
-    GeneratedQuestions,
     GenerateQuestionsParams,
-    GenerationAttempt,
-    GenerationTarget,
     QuestionGenerationInput,
     QuestionGenerationResult,
     QuestionSetCleanupInput,
@@ -42,25 +28,25 @@ from learning_platform.jobs.question_sets.contracts import (
     SaveGeneratedQuestionsParams,
     SourceCleanupInput,
     SourceCleanupResult,
-    StagedQuestions,
+    check_question_generation_attempt,
+    complete_staged_question_generation,
+    delete_unused_sources,
+    fail_question_generation_attempt,
+    fail_stale_question_sets,
+    generate_questions,
+    generate_staged_questions,
+    prepare_question_generation,
+    retry_failed_question_sets,
+    save_generated_questions,
 )
 from workflows.job_run import job_run, scheduled_time
-from workflows.retry_policies import DATABASE_RETRY
+from workflows.retry_policies import DATABASE_RETRY, LLM_RETRY, batch_activity
 
 # An optimistic-lock conflict clears as soon as the activity reads again: retry quickly.
 CONFLICT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
-)
-# Bounded, so that a failing LLM fails the attempt (and question-set-retry tries again later)
-# well inside the attempt's execution timeout.
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=5,
-    non_retryable_error_types=[BAD_SOURCE_ERROR],
 )
 
 
@@ -85,10 +71,9 @@ class QuestionGeneration:
 
     async def _run_on_ids(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
         ids = f"set {params.question_set_id}, attempt {params.attempt}"
-        attempt: GenerationAttempt = await workflow.execute_activity(
-            CHECK_GENERATION_ATTEMPT,
+        attempt = await workflow.execute_activity(
+            check_question_generation_attempt,
             params,
-            result_type=GenerationAttempt,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
             summary=f"Is {ids} still current?",
@@ -99,10 +84,9 @@ class QuestionGeneration:
         # activity summaries (the UI's timeline) hold ids and counts only, as the history does.
         workflow.set_current_details(f"Generating {attempt.question_count} questions")
         try:
-            staged: StagedQuestions = await workflow.execute_activity(
-                GENERATE_STAGED_QUESTIONS,
+            staged = await workflow.execute_activity(
+                generate_staged_questions,
                 params,
-                result_type=StagedQuestions,
                 task_queue=ai_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=LLM_RETRY,
@@ -113,10 +97,9 @@ class QuestionGeneration:
         if staged.superseded:
             return self._ended(QuestionGenerationResult(outcome="superseded"))
         workflow.set_current_details(f"Saving {staged.staged} questions")
-        completed: CompletedGeneration = await workflow.execute_activity(
-            COMPLETE_STAGED_GENERATION,
+        completed = await workflow.execute_activity(
+            complete_staged_question_generation,
             params,
-            result_type=CompletedGeneration,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=CONFLICT_RETRY,
             summary=f"Save {staged.staged} questions, notify the owner ({ids})",
@@ -136,18 +119,17 @@ class QuestionGeneration:
     async def _run_with_content(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
         """The path of workflows started before GENERATION_IDS_ONLY_PATCH (the source's title
         and storage key and the questions in the history)."""
-        target: GenerationTarget = await workflow.execute_activity(
-            PREPARE_GENERATION,
+        target = await workflow.execute_activity(
+            prepare_question_generation,
             params,
-            result_type=GenerationTarget,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
         if target.superseded:
             return QuestionGenerationResult(outcome="superseded")
         try:
-            generated: GeneratedQuestions = await workflow.execute_activity(
-                GENERATE_QUESTIONS,
+            generated = await workflow.execute_activity(
+                generate_questions,
                 GenerateQuestionsParams(
                     question_set_id=params.question_set_id,
                     attempt=params.attempt,
@@ -156,22 +138,20 @@ class QuestionGeneration:
                     source_title=target.source_title,
                     question_count=target.question_count,
                 ),
-                result_type=GeneratedQuestions,
                 task_queue=ai_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=LLM_RETRY,
             )
         except ActivityError as error:
             return await self._fail(params, error)
-        saved: bool = await workflow.execute_activity(
-            SAVE_GENERATED_QUESTIONS,
+        saved = await workflow.execute_activity(
+            save_generated_questions,
             SaveGeneratedQuestionsParams(
                 question_set_id=params.question_set_id,
                 attempt=params.attempt,
                 questions=generated.questions,
                 generator=generated.generator,
             ),
-            result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=CONFLICT_RETRY,
         )
@@ -187,15 +167,14 @@ class QuestionGeneration:
         cause = error.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         bad_source = isinstance(cause, ApplicationError) and cause.type == BAD_SOURCE_ERROR
-        failed: bool = await workflow.execute_activity(
-            FAIL_GENERATION_ATTEMPT,
+        failed = await workflow.execute_activity(
+            fail_question_generation_attempt,
             FailGenerationAttemptParams(
                 question_set_id=params.question_set_id,
                 attempt=params.attempt,
                 reason=reason,
                 retryable=not bad_source,
             ),
-            result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=CONFLICT_RETRY,
             summary=summary,
@@ -214,17 +193,14 @@ class QuestionSetCleanup:
             cutoff = scheduled_time(params.scheduled_time) - timedelta(
                 minutes=params.max_pending_minutes
             )
-            failed: int = await workflow.execute_activity(
-                FAIL_STALE_QUESTION_SETS,
-                FailStaleQuestionSetsParams(
-                    cutoff=cutoff,
-                    reason=f"generation timed out (pending for over "
-                    f"{params.max_pending_minutes:g} minutes)",
-                ),
-                result_type=int,
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
+            reason = (
+                f"generation timed out (pending for over {params.max_pending_minutes:g} minutes)"
+            )
+            failed = await batch_activity(
+                fail_stale_question_sets,
+                FailStaleQuestionSetsParams(cutoff=cutoff, reason=reason),
+                start_to_close=timedelta(minutes=5),
+                heartbeat=timedelta(seconds=30),
             )
             run.counts.update(failed_sets=failed, cutoff=cutoff.isoformat())
         return QuestionSetCleanupResult(failed_sets=failed, cutoff=cutoff)
@@ -238,10 +214,9 @@ class QuestionSetRetry:
     @workflow.run
     async def run(self, params: QuestionSetRetryInput) -> QuestionSetRetryResult:
         async with job_run("question-set-retry") as run:
-            retried: int = await workflow.execute_activity(
-                RETRY_FAILED_QUESTION_SETS,
+            retried = await workflow.execute_activity(
+                retry_failed_question_sets,
                 RetryFailedQuestionSetsParams(limit=params.batch_size),
-                result_type=int,
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=DATABASE_RETRY,
             )
@@ -257,13 +232,11 @@ class SourceCleanup:
     @workflow.run
     async def run(self, params: SourceCleanupInput) -> SourceCleanupResult:
         async with job_run("source-cleanup") as run:
-            deleted: int = await workflow.execute_activity(
-                DELETE_UNUSED_SOURCES,
+            deleted = await batch_activity(
+                delete_unused_sources,
                 DeleteUnusedSourcesParams(requested_before=scheduled_time(params.scheduled_time)),
-                result_type=int,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=DATABASE_RETRY,
+                start_to_close=timedelta(minutes=30),
+                heartbeat=timedelta(minutes=1),
             )
             run.counts["deleted_sources"] = deleted
         return SourceCleanupResult(deleted_sources=deleted)

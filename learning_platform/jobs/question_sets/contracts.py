@@ -6,20 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from learning_platform.jobs.contracts import JobSchedule
+from temporalio import activity
+
+from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
 
 QUESTION_GENERATION_WORKFLOW = "QuestionGeneration"
 
-PREPARE_GENERATION = "prepare_question_generation"
-GENERATE_QUESTIONS = "generate_questions"
-SAVE_GENERATED_QUESTIONS = "save_generated_questions"
-FAIL_GENERATION_ATTEMPT = "fail_question_generation_attempt"
-FAIL_STALE_QUESTION_SETS = "fail_stale_question_sets"
-RETRY_FAILED_QUESTION_SETS = "retry_failed_question_sets"
-DELETE_UNUSED_SOURCES = "delete_unused_sources"
 # The steps of QuestionGeneration since GENERATION_IDS_ONLY_PATCH: ids and counts in, ids and
 # counts out. The activities read the source from our database and storage, and stage the
 # generated questions there (question_drafts); the source's title and storage key and the
@@ -27,9 +22,6 @@ DELETE_UNUSED_SOURCES = "delete_unused_sources"
 # SAVE_GENERATED_QUESTIONS serve the workflows started before the patch; remove them with the
 # old path. FAIL_GENERATION_ATTEMPT serves both (its reason names no title or key).
 GENERATION_IDS_ONLY_PATCH = "question-generation-ids-only"
-CHECK_GENERATION_ATTEMPT = "check_question_generation_attempt"
-GENERATE_STAGED_QUESTIONS = "generate_staged_questions"
-COMPLETE_STAGED_GENERATION = "complete_staged_question_generation"
 
 # Application error types, so workflows can tell outcomes apart without importing the domain.
 BAD_SOURCE_ERROR = "BadSource"
@@ -216,3 +208,72 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             catchup_window=timedelta(days=1),
         ),
     ]
+
+
+# The activities, as workflows call them (`activities/question_sets.py` implements each).
+
+
+@activity.defn
+async def prepare_question_generation(params: QuestionGenerationInput) -> GenerationTarget:
+    """The source to generate from (the path before GENERATION_IDS_ONLY_PATCH), or superseded."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def check_question_generation_attempt(params: QuestionGenerationInput) -> GenerationAttempt:
+    """Whether the set is still on this attempt, and how many questions it wants."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def complete_staged_question_generation(
+    params: QuestionGenerationInput,
+) -> CompletedGeneration:
+    """The attempt's staged questions saved, the set completed and its owner notified, in one
+    transaction; not completed when the set has moved on."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def save_generated_questions(params: SaveGeneratedQuestionsParams) -> bool:
+    """True when saved; False when the set has moved on (its result is then discarded)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def fail_question_generation_attempt(params: FailGenerationAttemptParams) -> bool:
+    """The attempt failed with its reason (retryable or not); False when the set moved on."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def fail_stale_question_sets(params: FailStaleQuestionSetsParams) -> int:
+    """Batch after batch, each its own short transaction, until one comes back short."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def retry_failed_question_sets(params: RetryFailedQuestionSetsParams) -> int:
+    """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a backlog drains
+    over a few runs without flooding the LLM with new attempts at once."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def delete_unused_sources(params: DeleteUnusedSourcesParams) -> int:
+    """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def generate_staged_questions(params: QuestionGenerationInput) -> StagedQuestions:
+    """generate_questions with the source read from the database and the questions staged there
+    (question_drafts): only their count returns. A retry after the questions were staged (a lost
+    worker, a lost completion) answers from the stage, without the LLM."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+
+@activity.defn
+async def generate_questions(params: GenerateQuestionsParams) -> GeneratedQuestions:
+    """The step of workflows started before GENERATION_IDS_ONLY_PATCH (questions in the history)."""
+    raise NotImplementedError(RUNS_ON_THE_WORKER)
