@@ -99,7 +99,7 @@ async def test_poison_event_is_dead_lettered_and_later_events_still_flow(
     await enqueue(engine, EVENT, {"seq": 3}, "A")
     for seq in (1, 2, 3):
         await enqueue(engine, EVENT, {"seq": seq}, "B")
-    unknown = await enqueue(engine, "no.such.type", {}, "C")
+    unknown = await enqueue(engine, "nothing.handled", {}, "C")
 
     await drain(engine, {EVENT: recording_handler()})
 
@@ -114,7 +114,7 @@ async def test_poison_event_is_dead_lettered_and_later_events_still_flow(
     assert set(letters) == {poison, unknown}
     assert letters[poison].attempts == FAST_RETRY.max_attempts
     assert "is poison" in letters[poison].last_error
-    assert "no handler for event type 'no.such.type'" in letters[unknown].last_error
+    assert "no handler for event type 'nothing.handled'" in letters[unknown].last_error
     # A's third event waited until the second had left the outbox (dead-lettered).
     a3 = next(r for r in rows if (r["aggregate_id"], r["seq"]) == ("A", 3))
     assert a3["delivered_at"] > letters[poison].dead_lettered_at  # type: ignore[operator]
