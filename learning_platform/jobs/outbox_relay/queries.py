@@ -31,16 +31,17 @@ from itertools import groupby
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from learning_platform.core.errors import ServiceError
+from learning_platform.core.metrics import observe_many
 from learning_platform.jobs.outbox_relay import metrics as outbox_metrics
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ costs three times as much, paid per event.
+@dataclass(slots=True)
 class PendingEvent:
     id: int
     aggregate_type: str
@@ -190,28 +191,21 @@ async def claim_batch(
 ) -> _Claim:
     """Lock up to `limit` events of `partition`; keep those deliverable now (and delete them
     in the same statement if `remove`)."""
-    rows: Sequence[Row[Any]] = (
+    rows: Sequence[Any] = (
         await conn.execute(_CLAIM, {"limit": limit, "partition": partition, "remove": remove})
     ).all()
-    claimed_at = time.monotonic()
-    deliverable = [row for row in rows if not row.blocked]
-    return _Claim(
-        locked=len(rows),
-        events=[
-            PendingEvent(
-                id=row.id,
-                aggregate_type=row.aggregate_type,
-                aggregate_id=row.aggregate_id,
-                event_type=row.event_type,
-                payload=row.payload,
-                attempts=row.attempts,
-                trace_context=row.trace_context,
+    claim = _Claim(locked=len(rows), events=[], ages=[], claimed_at=time.monotonic())
+    # Unpacked by position: a Row's attribute access by name costs more than the event.
+    for id_, aggregate_type, aggregate_id, event_type, payload, attempts, trace, blocked, age in (
+        rows
+    ):  # fmt: skip
+        if not blocked:
+            event = PendingEvent(
+                id_, aggregate_type, aggregate_id, event_type, payload, attempts, trace
             )
-            for row in deliverable
-        ],
-        ages=[float(row.age) for row in deliverable],
-        claimed_at=claimed_at,
-    )
+            claim.events.append(event)
+            claim.ages.append(float(age))
+    return claim
 
 
 def describe(exc: BaseException) -> str:
@@ -380,5 +374,4 @@ def _count(
     ):
         for event_type, count in Counter(event_types).items():
             metric.labels(event_type).inc(count)
-    for latency in latencies:
-        outbox_metrics.DELIVERY_LATENCY.observe(latency)
+    observe_many(outbox_metrics.DELIVERY_LATENCY, latencies)
