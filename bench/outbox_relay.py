@@ -134,22 +134,33 @@ async def bare_drain(engine: AsyncEngine, batch_size: int) -> None:
             pass
 
 
-def postgres_cpu_seconds(engine: AsyncEngine) -> float:
-    """User + system CPU of every process of the local PostgreSQL server (its postmaster and
-    backends: processes whose command is `postgres`), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)
-            if "(postgres" not in fields[0]:
-                continue
-            values = fields[1].split()
-            total += int(values[11]) + int(values[12]) + int(values[13]) + int(values[14])
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-    return total / ticks
+async def postgres_pids(engine: AsyncEngine) -> set[int]:
+    """The bench's PostgreSQL server: its postmaster (the parent of our backend) and every
+    child of it (backends, walwriter, checkpointer...); other servers on the machine are not
+    counted."""
+    async with engine.connect() as conn:
+        backend = int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+    postmaster = _stat(backend)[1]
+    return {postmaster} | {
+        int(pid)
+        for pid in filter(str.isdigit, os.listdir("/proc"))
+        if _stat(int(pid))[1] == postmaster
+    }
+
+
+def _stat(pid: int) -> tuple[int, int]:
+    """(CPU ticks including reaped children, parent pid) of a process; (0, 0) once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            values = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0, 0
+    return sum(int(values[n]) for n in (11, 12, 13, 14)), int(values[1])
+
+
+async def postgres_cpu_seconds(engine: AsyncEngine) -> float:
+    """User + system CPU of the bench's PostgreSQL server so far (live processes)."""
+    return sum(_stat(pid)[0] for pid in await postgres_pids(engine)) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -175,7 +186,7 @@ async def relays_drain(stack: BenchStack, partitions: int, backlog: int, users: 
         for partition in range(partitions)
     ]
     await wait_until_empty(engine)  # relays running and idle
-    python_before, postgres_before = time.process_time(), postgres_cpu_seconds(engine)
+    python_before, postgres_before = time.process_time(), await postgres_cpu_seconds(engine)
     committed_at = await load_backlog(engine, backlog, users)
     await wait_until_empty(engine)
     seconds = time.perf_counter() - committed_at
@@ -183,7 +194,7 @@ async def relays_drain(stack: BenchStack, partitions: int, backlog: int, users: 
         partitions,
         seconds,
         time.process_time() - python_before,
-        postgres_cpu_seconds(engine) - postgres_before,
+        await postgres_cpu_seconds(engine) - postgres_before,
     )
     for relay in relays:
         await relay.terminate("bench over")
@@ -216,11 +227,23 @@ async def main(
             await conn.execute(text(STOP_LOGGING))
 
         # Interleaved: bare loop, then each relay count, twice; the best of each is reported.
-        bare: list[float] = []
+        bare: list[Drain] = []
         drains: dict[int, list[Drain]] = {n: [] for n in partitions}
         for _ in range(2):
             await load_backlog(engine, backlog, users)
-            bare.append((await timed(lambda: bare_drain(engine, batch_size)))[0])
+            python_before, postgres_before = (
+                time.process_time(),
+                await postgres_cpu_seconds(engine),
+            )
+            seconds, _ = await timed(lambda: bare_drain(engine, batch_size))
+            bare.append(
+                Drain(
+                    0,
+                    seconds,
+                    time.process_time() - python_before,
+                    await postgres_cpu_seconds(engine) - postgres_before,
+                )
+            )
             for n in partitions:
                 drains[n].append(await relays_drain(stack, n, backlog, users))
 
@@ -230,9 +253,12 @@ async def main(
           f"p99 {percentile(observed, 0.99) * 1000:6.1f} ms   max {observed[-1] * 1000:6.1f} ms "
           f"(target p99 <= 20 ms at 1,000/s)")  # fmt: skip
     print(f"  mean {statistics.mean(observed) * 1000:.1f} ms")
-    bare_seconds = min(bare)
+    fastest_bare = min(bare, key=lambda drain: drain.seconds)
+    bare_seconds = fastest_bare.seconds
     print(f"sustained: {backlog:,} events over {users:,} users, batch {batch_size}, best of 2")
-    print(f"  bare claim-and-delete loop      {backlog / bare_seconds:8,.0f} events/s")
+    print(f"  bare claim-and-delete loop      {backlog / bare_seconds:8,.0f} events/s   "
+          f"CPU per event: bench process {fastest_bare.python_cpu / backlog * 1e6:5.1f} us, "
+          f"PostgreSQL {fastest_bare.postgres_cpu / backlog * 1e6:5.1f} us")  # fmt: skip
     for n, runs in drains.items():
         best = min(runs, key=lambda drain: drain.seconds)
         print(f"  {n} relay(s) + learning-stats    {backlog / best.seconds:8,.0f} events/s   "
