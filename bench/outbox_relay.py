@@ -235,11 +235,11 @@ async def main(
                 time.process_time(),
                 await postgres_cpu_seconds(engine),
             )
-            seconds, _ = await timed(lambda: bare_drain(engine, batch_size))
+            took, _ = await timed(lambda: bare_drain(engine, batch_size))
             bare.append(
                 Drain(
                     0,
-                    seconds,
+                    took,
                     time.process_time() - python_before,
                     await postgres_cpu_seconds(engine) - postgres_before,
                 )

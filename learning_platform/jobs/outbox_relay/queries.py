@@ -265,8 +265,9 @@ class _Delivery:
             self._failed_aggregates.add(event.aggregate)
 
 
-class _HandlerFailed(Exception):
-    """The fast path hit a failing handler (or an event type without one)."""
+class _HandlerFailed(ServiceError):
+    """The fast path hit a failing handler (or an event type without one); never leaves
+    relay_batch, which runs the batch carefully instead."""
 
 
 async def relay_batch(
