@@ -59,7 +59,7 @@ async def bench_stack(**setting_overrides: Any) -> AsyncIterator[BenchStack]:
         dev_server_extra_args=search_attribute_args(),
         data_converter=data_converter(settings),
     )
-    engine = create_engine(url, pool_size=4)
+    engine = create_engine(url, pool_size=setting_overrides.get("database_pool_size", 4))
     try:
         deps = Dependencies(settings=settings, engine=engine, temporal=env.client)
         async with create_worker(env.client, deps):

@@ -4,10 +4,12 @@ import asyncio
 import uuid
 
 import httpx
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from learning_platform.core.metrics import observe_many
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.browsing_sessions.contracts import (
     UpdateMetricsInput,
@@ -69,3 +71,29 @@ async def test_every_worker_reports_the_latest_active_session_count(
     assert completed["active_sessions"] == 3
     assert completed["duration_s"] >= 0
     assert completed["temporal_workflow"]["workflow_id"].startswith("update-metrics-")
+
+
+def test_observe_many_counts_exactly_like_observe_per_value() -> None:
+    # Bounds, values below, on, between and above them, and beyond the last finite bound.
+    values = [0.0, 0.004, 0.005, 0.0051, 0.3, 0.3, 1.0, 7.5, 299.0, 301.0, 10_000.0]
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    one_by_one, at_once = (
+        Histogram("latency_seconds", "test", buckets=(0.005, 0.01, 0.5, 1, 300), registry=r)
+        for r in registries
+    )
+    for value in values:
+        one_by_one.observe(value)
+    observe_many(at_once, values)
+    observe_many(at_once, [])
+    assert _samples(registries[1]) == _samples(registries[0])
+    assert _samples(registries[0])[("latency_seconds_count", ())] == len(values)
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[str, ...]], float]:
+    """Every sample but the creation time."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.values()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }

@@ -13,16 +13,25 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
+from activities.outbox_relay import OutboxRelayActivities
 from activities.registry import Dependencies
 from learning_platform.core.database import create_engine
 from learning_platform.core.settings import Settings
-from learning_platform.jobs.outbox_relay.contracts import EnsureOutboxRelayInput, OutboxRelayInput
+from learning_platform.jobs.outbox_relay.contracts import (
+    DrainOutboxParams,
+    DrainOutboxResult,
+    EnsureOutboxRelayInput,
+    OutboxRelayInput,
+)
+from learning_platform.jobs.outbox_relay.events import enqueue_event
 from learning_platform.jobs.outbox_relay.queries import (
     EventHandler,
     MalformedEvent,
     PendingEvent,
     relay_batch,
+    set_relay_partitions,
 )
 from learning_platform.jobs.question_sets.contracts import generation_workflow_id
 from tests.factories import add_user
@@ -99,7 +108,7 @@ async def test_poison_event_is_dead_lettered_and_later_events_still_flow(
     await enqueue(engine, EVENT, {"seq": 3}, "A")
     for seq in (1, 2, 3):
         await enqueue(engine, EVENT, {"seq": seq}, "B")
-    unknown = await enqueue(engine, "no_such.event", {}, "C")
+    unknown = await enqueue(engine, "nothing.handled", {}, "C")
 
     await drain(engine, {EVENT: recording_handler()})
 
@@ -114,7 +123,7 @@ async def test_poison_event_is_dead_lettered_and_later_events_still_flow(
     assert set(letters) == {poison, unknown}
     assert letters[poison].attempts == FAST_RETRY.max_attempts
     assert "is poison" in letters[poison].last_error
-    assert "no handler for event type 'no_such.event'" in letters[unknown].last_error
+    assert "no handler for event type 'nothing.handled'" in letters[unknown].last_error
     # A's third event waited until the second had left the outbox (dead-lettered).
     a3 = next(r for r in rows if (r["aggregate_id"], r["seq"]) == ("A", 3))
     assert a3["delivered_at"] > letters[poison].dead_lettered_at  # type: ignore[operator]
@@ -307,3 +316,190 @@ async def test_dead_letters_cli_lists_and_requeues(
     await drain(engine, {EVENT: recording_handler()})
     assert sorted(r["aggregate_id"] for r in await delivered_rows(engine)) == ["A", "B"]
     assert second != first
+
+
+def slow_recording_handler(relay: str) -> EventHandler:
+    """Records like recording_handler, then holds the batch's transaction open a moment, so
+    that a change of partitions finds batches in flight."""
+    record_events = recording_handler(relay)
+
+    async def handle(conn: AsyncConnection, events: Sequence[PendingEvent]) -> None:
+        await record_events(conn, events)
+        await asyncio.sleep(0.005)
+
+    return handle
+
+
+async def test_changing_partitions_while_events_flow_keeps_order_and_delivers_once(
+    engine: AsyncEngine, client: Client, settings: Settings, deliveries: None
+) -> None:
+    """Partitions 1 → 3 → 2 → 1 while producers write: relays of the old and the new count
+    overlap, and each aggregate's events still arrive once each, in order, whichever relay
+    delivers them; a relay whose partition is gone ends with `retired`."""
+    fast = settings.model_copy(update={"outbox_batch_size": 8, "outbox_poll_seconds": 0.05})
+    aggregates = [f"agg-{n}" for n in range(24)]
+    produced = 0
+    producing = True
+
+    async def produce() -> None:
+        nonlocal produced
+        seq = 0
+        while producing:
+            seq += 1
+            async with engine.begin() as conn:
+                for aggregate in aggregates:  # every fifth event fails its first attempt
+                    await enqueue_event(
+                        conn, aggregate_type="test", aggregate_id=aggregate, event_type=EVENT,
+                        payload={"seq": seq, "fail_first": seq % 5 == 2},
+                    )  # fmt: skip
+            produced += len(aggregates)
+            await asyncio.sleep(0.01)
+
+    def relay(partition: int) -> asyncio.Task[DrainOutboxResult]:
+        activities = OutboxRelayActivities(
+            engine, fast, client, {EVENT: slow_recording_handler(f"relay-{partition}")}
+        )
+        return asyncio.create_task(
+            ActivityEnvironment().run(
+                activities.drain_outbox, DrainOutboxParams(run_seconds=60, partition=partition)
+            )
+        )
+
+    async def set_partitions(n: int) -> None:
+        async with engine.begin() as conn:
+            await set_relay_partitions(conn, n)
+
+    async def delivered_by(name: str) -> int:
+        return sum(1 for row in await delivered_rows(engine) if row["relay"] == name)
+
+    async def more_delivered(than: int) -> None:
+        await wait_for(lambda: _count_above(engine, than), within=30, interval=0.02)
+
+    await set_partitions(1)
+    producer = asyncio.create_task(produce())
+    relays = {0: relay(0)}
+    await more_delivered(100)
+    await set_partitions(3)
+    relays |= {1: relay(1), 2: relay(2)}
+    await wait_for(lambda: _all_delivered_some(engine, ["relay-1", "relay-2"]), within=30)
+    await more_delivered(len(await delivered_rows(engine)) + 200)
+    await set_partitions(2)
+    assert (await asyncio.wait_for(relays[2], 30)).retired
+    await more_delivered(len(await delivered_rows(engine)) + 200)
+    await set_partitions(1)
+    assert (await asyncio.wait_for(relays[1], 30)).retired
+    await more_delivered(len(await delivered_rows(engine)) + 100)
+    producing = False
+    await producer
+    await wait_for(lambda: _outbox_empty(engine), within=60, interval=0.05)
+    relays[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await relays[0]
+
+    rows = await delivered_rows(engine)
+    assert len(rows) == produced
+    assert len({r["event_id"] for r in rows}) == len(rows)
+    # Each event saw its aggregate's previous event already delivered (committed), never later.
+    out_of_order = [r for r in rows if r["previous_seen"] != r["seq"] - 1]  # type: ignore[operator]
+    assert out_of_order == []
+    # Aggregates changed hands: some were delivered by more than one relay.
+    handed_over = {
+        a for a in aggregates if len({r["relay"] for r in rows if r["aggregate_id"] == a}) > 1
+    }
+    assert handed_over
+    assert await delivered_by("relay-2") > 0
+
+
+async def _count_above(engine: AsyncEngine, count: int) -> bool:
+    return len(await delivered_rows(engine)) > count
+
+
+async def _all_delivered_some(engine: AsyncEngine, relays: Sequence[str]) -> bool:
+    seen = {row["relay"] for row in await delivered_rows(engine)}
+    return all(name in seen for name in relays)
+
+
+async def _outbox_empty(engine: AsyncEngine) -> bool:
+    return await pending_events(engine) == 0
+
+
+async def test_watchdog_runs_one_relay_per_partition_and_retires_the_extra_ones(
+    engine: AsyncEngine, client: Client, deps: Dependencies, settings: Settings
+) -> None:
+    two = settings.model_copy(update={"outbox_relay_partitions": 2, "outbox_drain_minutes": 0.05})
+    async with create_worker(client, Dependencies(two, deps.engine, deps.temporal)) as worker:
+        started = await client.execute_workflow(
+            EnsureOutboxRelay.run,
+            EnsureOutboxRelayInput(),
+            id=f"watchdog-{uuid.uuid4()}",
+            task_queue=worker.task_queue,
+        )
+        prefix = settings.schedule_id_prefix
+        assert started.workflow_ids == [f"{prefix}outbox-relay", f"{prefix}outbox-relay-1"]
+        users = [await add_user(engine, f"user{n}@example.com") for n in range(8)]
+        for user in users:
+            await record(engine, user, datetime.now(UTC))
+        await wait_for(lambda: _outbox_empty(engine), within=15, interval=0.02)
+        assert [(await stats(engine, user))["total_solved"] for user in users] == [1] * 8
+
+    # The setting back to 1 (a deploy): the next watchdog run retires partition 1.
+    one = settings.model_copy(update={"outbox_drain_minutes": 0.05})
+    async with create_worker(client, Dependencies(one, deps.engine, deps.temporal)) as worker:
+        again = await client.execute_workflow(
+            EnsureOutboxRelay.run,
+            EnsureOutboxRelayInput(),
+            id=f"watchdog-{uuid.uuid4()}",
+            task_queue=worker.task_queue,
+        )
+        assert again.workflow_ids == [f"{prefix}outbox-relay"]
+        # Partition 1's relay sees the count fall and completes instead of continuing.
+        retired = client.get_workflow_handle(started.workflow_ids[1])
+        await asyncio.wait_for(retired.result(), timeout=30)
+        await client.get_workflow_handle(started.workflow_ids[0]).terminate("test over")
+
+
+async def test_new_owner_of_an_aggregate_waits_for_the_old_owners_batch_in_flight(
+    engine: AsyncEngine, deliveries: None
+) -> None:
+    """The hand-over when the partition count changes: a relay of the old count still holds
+    an aggregate's event in its open transaction; the aggregate's new owner must not deliver
+    the next event until that transaction has committed."""
+    async with engine.connect() as conn:
+        # An aggregate that partition 0 owns of 1 and partition 1 owns of 2.
+        aggregate = await conn.scalar(
+            text(
+                "SELECT a FROM (SELECT 'agg-' || n AS a FROM generate_series(1, 50) n) s "
+                "WHERE (hashtext('test/' || a) & 2147483647) % 2 = 1 LIMIT 1"
+            )
+        )
+    assert aggregate is not None
+    for seq in (1, 2):
+        await enqueue(engine, EVENT, {"seq": seq}, aggregate)
+    async with engine.begin() as conn:
+        await set_relay_partitions(conn, 1)
+    entered, release = asyncio.Event(), asyncio.Event()
+    record_old = recording_handler("old owner")
+
+    async def held(conn: AsyncConnection, events: Sequence[PendingEvent]) -> None:
+        await record_old(conn, events)
+        entered.set()
+        await release.wait()
+
+    old_owner = asyncio.create_task(
+        relay_batch(engine, {EVENT: held}, limit=1, retry=FAST_RETRY, partition=0)
+    )
+    await asyncio.wait_for(entered.wait(), 10)
+    async with engine.begin() as conn:
+        await set_relay_partitions(conn, 2)
+    new_owner = {EVENT: recording_handler("new owner")}
+
+    waiting = await relay_batch(engine, new_owner, limit=8, retry=FAST_RETRY, partition=1)
+    assert (waiting.claimed, waiting.delivered) == (1, 0)  # locked, then left: blocked
+    release.set()
+    assert (await old_owner).delivered == 1
+    after = await relay_batch(engine, new_owner, limit=8, retry=FAST_RETRY, partition=1)
+    assert after.delivered == 1
+    rows = await delivered_rows(engine)
+    assert [(r["relay"], r["seq"], r["previous_seen"]) for r in rows] == [
+        ("old owner", 1, 0), ("new owner", 2, 1),
+    ]  # fmt: skip

@@ -1,5 +1,6 @@
-"""The outbox relay: a singleton workflow running long, heartbeating drain activities, and the
-`outbox-relay` watchdog job that starts it when it is not running."""
+"""The outbox relay: one workflow per partition of the aggregates (OUTBOX_RELAY_PARTITIONS),
+each running long, heartbeating drain activities, and the `outbox-relay` watchdog job that
+starts each one when it is not running."""
 
 from __future__ import annotations
 
@@ -20,20 +21,28 @@ from learning_platform.jobs.outbox_relay.contracts import (
 from workflows.job_run import job_run
 from workflows.retry_policies import DATABASE_RETRY
 
+# Histories from before partitions never saw a drain report `retired`; the patch marks those
+# that end on it.
+RETIRED_PARTITION_ENDS_RELAY = "retired-partition-ends-relay"
+
 
 @workflow.defn(name=OUTBOX_RELAY_WORKFLOW)
 class OutboxRelay:
     @workflow.run
     async def run(self, params: OutboxRelayInput) -> None:
         for _ in range(params.drains_per_run):
-            await workflow.execute_activity(
+            drained = await workflow.execute_activity(
                 drain_outbox,
-                DrainOutboxParams(run_seconds=params.drain_seconds),
+                DrainOutboxParams(run_seconds=params.drain_seconds, partition=params.partition),
                 start_to_close_timeout=timedelta(seconds=params.drain_seconds + 120),
                 # A crashed worker's drain is taken over this soon by another worker.
                 heartbeat_timeout=timedelta(seconds=20),
                 retry_policy=DATABASE_RETRY,
             )
+            # Fewer partitions now: another relay delivers this one's aggregates; end here
+            # (the watchdog starts this relay again if the count grows back).
+            if drained.retired and workflow.patched(RETIRED_PARTITION_ENDS_RELAY):
+                return
             if workflow.info().is_continue_as_new_suggested() or _newer_build_is_current():
                 break
         # Versioned workers pin each run to its build; the next run starts on the current build.

@@ -12,12 +12,14 @@ import asyncio
 import logging
 import socket
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -37,6 +39,20 @@ JOB_GAUGES: Mapping[str, str] = {
 class StoredGauge:
     value: float
     measured_at: datetime
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each value, in one pass: a bucket per distinct bucket index,
+    the sum once. The relay observes a batch at a time, where observe() per event (a scan of
+    the bounds and a lock each) cost more than the rest of the event's Python. Uses the
+    client's own fields (_upper_bounds, _buckets, _sum; tests/test_metrics.py checks that the
+    result equals observe()'s)."""
+    if not values:
+        return
+    bounds = histogram._upper_bounds  # ends with +Inf: every value has a bucket
+    for index, count in Counter(bisect_left(bounds, value) for value in values).items():
+        histogram._buckets[index].inc(count)
+    histogram._sum.inc(sum(values))
 
 
 def free_loopback_port() -> int:

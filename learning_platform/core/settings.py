@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     outbox_drain_minutes: float = Field(
         default=5, gt=0, description="Lifetime of one relay activity before the next takes over"
     )
+    outbox_relay_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Relay workflows, each delivering the aggregates of one hash partition; "
+        "the watchdog applies a change within a minute, without losing order or events",
+    )
     learn_stats_batch_size: int = Field(default=10_000, ge=1, le=100_000)
 
     # The daily `retention` job: rows older than these (before its scheduled time) go.

@@ -20,7 +20,7 @@ import logging
 import subprocess
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -289,6 +289,19 @@ async def outbox_relay(stack: Stack, first_run: str) -> None:
     await stack.keep("OutboxRelay-open", workflow_id, current)
 
 
+async def retired_relay(stack: Stack) -> None:
+    """A relay of a partition the count does not include (1 of 1): its drain reports `retired`
+    and the workflow completes (the `retired-partition-ends-relay` patch)."""
+    handle = await stack.client.start_workflow(
+        OUTBOX_RELAY_WORKFLOW,
+        replace(RELAY_INPUT, partition=1),
+        id=relay_workflow_id(stack.settings, 1),
+        task_queue=stack.settings.task_queue,
+    )
+    await handle.result()
+    await stack.keep_handle("OutboxRelay-retired-partition", handle)
+
+
 async def _continued_as(handle: WorkflowHandle[Any, Any]) -> str:
     try:
         await handle.result(follow_runs=False)
@@ -312,6 +325,7 @@ async def record_all(stack: Stack) -> None:
         await learn_stats_jobs(stack)
         await retention_job(stack)
         await outbox_relay(stack, relay.first_execution_run_id or "")
+        await retired_relay(stack)
     finally:
         await stack.client.get_workflow_handle(relay.id).terminate("recording finished")
     missing = registered_workflow_types() - set(stack.recorded.values())

@@ -1,8 +1,8 @@
-"""The outbox relay (a singleton workflow kept alive by the `outbox-relay` watchdog schedule)."""
+"""The outbox relay: one workflow per partition, kept alive by the `outbox-relay` watchdog."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -22,11 +22,14 @@ class OutboxRelayInput:
     drain_seconds: float = 300.0
     # Drains before continue-as-new, which keeps the workflow's history short.
     drains_per_run: int = 50
+    # Which hash partition of the aggregates this relay delivers (of OUTBOX_RELAY_PARTITIONS).
+    partition: int = 0
 
 
 @dataclass
 class DrainOutboxParams:
     run_seconds: float
+    partition: int = 0
 
 
 @dataclass
@@ -34,6 +37,8 @@ class DrainOutboxResult:
     delivered: int
     failed: int
     dead_lettered: int
+    # The partition count fell to or below this relay's partition: the relay ends.
+    retired: bool = False
 
 
 @dataclass
@@ -46,6 +51,8 @@ class EnsureOutboxRelayInput:
 class EnsureOutboxRelayResult:
     workflow_id: str
     run_id: str
+    # Every relay's workflow id (the first is `workflow_id`: partition 0 keeps the old id).
+    workflow_ids: list[str] = field(default_factory=list)
 
 
 # `make dev` triggers it at start, so the relay does not wait for its first tick.
@@ -59,7 +66,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
             schedule_id=RELAY_WATCHDOG_SCHEDULE_ID,
             workflow="EnsureOutboxRelay",
             arg=EnsureOutboxRelayInput(),
-            description="Watchdog: start the singleton outbox relay workflow if it is not running",
+            description="Watchdog: start each partition's outbox relay unless it is running",
             every=timedelta(minutes=1),
         ),
     ]
@@ -70,12 +77,14 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 @activity.defn
 async def drain_outbox(params: DrainOutboxParams) -> DrainOutboxResult:
-    """Deliver batches while there are events; between them, sleep until a NOTIFY (or the poll
-    interval, which also picks up events whose retry delay ran out)."""
+    """Deliver batches of one partition while there are events; between them, sleep until a
+    NOTIFY (or the poll interval, which also picks up events whose retry delay ran out). Ends
+    at once with `retired` if the partition count no longer includes the partition."""
     raise NotImplementedError(RUNS_ON_THE_WORKER)
 
 
 @activity.defn
 async def ensure_outbox_relay() -> EnsureOutboxRelayResult:
-    """Start the singleton relay unless it runs; Temporal allows one open run per id."""
+    """Write OUTBOX_RELAY_PARTITIONS for the claims, then start each partition's relay unless
+    it runs; Temporal allows one open run per id."""
     raise NotImplementedError(RUNS_ON_THE_WORKER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, Text, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, Integer, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,3 +47,17 @@ class OutboxDeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(Text)
     dead_lettered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OutboxRelayPartitions(Base):
+    """How many partitions the relays split the aggregates into (one row; none means 1). The
+    watchdog writes OUTBOX_RELAY_PARTITIONS here; every claim reads it."""
+
+    __tablename__ = "outbox_relay_partitions"
+    __table_args__ = (
+        CheckConstraint("singleton", name="one_row"),
+        CheckConstraint("partitions >= 1", name="positive"),
+    )
+
+    singleton: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=True)
+    partitions: Mapped[int] = mapped_column(Integer)

@@ -4,10 +4,6 @@
 The activity that generates an attempt's questions stores them here, one row per attempt; the
 activity that completes the attempt moves them into `questions` in the transaction that
 completes the set and notifies its owner. Only ids and counts cross the workflow's history.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
@@ -18,8 +14,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
