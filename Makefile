@@ -26,8 +26,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two pytest workers (pytest-xdist), each with its own PostgreSQL and Temporal dev server: the
+# suite waits on servers and subprocesses as much as it computes (6 min 44 s → 4 min 01 s here).
+TEST_WORKERS ?= 2
+
 test: lint alert-rules
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The alert rules (deploy/prometheus/): syntax, the config that loads them, their unit tests.
 # promtool comes from Debian's prometheus package (installed here if missing; not started).

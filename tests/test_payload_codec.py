@@ -124,6 +124,16 @@ async def test_an_empty_encrypt_key_id_means_the_only_key() -> None:
         (json.dumps({"a": KEY_A}), "c", "'c' is not a key id"),
         (json.dumps({"a b": KEY_A}), None, "empty or has spaces"),
     ],
+    # Named by what they say: the keys are random, and the ids of a test must not be.
+    ids=[
+        "not-json",
+        "not-object",
+        "not-base64",
+        "short",
+        "two-no-encrypt-id",
+        "unknown-id",
+        "space",
+    ],
 )
 def test_bad_key_settings_say_what_to_fix_without_key_material(
     keys: str, encrypt: str | None, says: str
