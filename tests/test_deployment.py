@@ -371,6 +371,94 @@ async def test_temporal_setup_script_creates_namespace_and_search_attributes(
     assert listed.custom_attributes["SessionId"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
 
 
+class OutageAfterFirstConnection:
+    """A loopback port forwarding to the TCP address `upstream`, except that for `seconds`
+    after its first connection has closed it closes every new one at once: a server that
+    answers one command, then misses the next commands' connection deadline (a loaded host)."""
+
+    def __init__(self, upstream: str, seconds: float) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.port = free_loopback_port()
+        self.dropped = 0
+        outage: dict[str, float] = {}
+        proxy = self
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if "until" in outage and time.monotonic() < outage["until"]:
+                    proxy.dropped += 1
+                    return  # closed without a byte
+                with socket.create_connection((host, int(port))) as far:
+                    pumps = [
+                        threading.Thread(target=_pipe, args=(self.request, far), daemon=True),
+                        threading.Thread(target=_pipe, args=(far, self.request), daemon=True),
+                    ]
+                    for pump in pumps:
+                        pump.start()
+                    for pump in pumps:
+                        pump.join()
+                outage.setdefault("until", time.monotonic() + seconds)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Forward)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_temporal_setup_script_retries_each_step_through_a_short_outage(
+    client: Client,
+) -> None:
+    # The one-shot's own retries, not the engine's restart policy, get it through: a call that
+    # fails after the server first answered used to end the script (exit 1, a restart).
+    setup = services()["temporal-setup"]
+    script = ROOT / "deploy/temporal" / Path(setup["command"][0]).name
+    namespace = f"outage-{uuid.uuid4().hex[:8]}"
+    proxy = OutageAfterFirstConnection(client.service_client.config.target_host, seconds=3)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{proxy.port}",
+        "TEMPORAL_NAMESPACE": namespace,
+        "SEARCH_ATTRIBUTES": setup["environment"]["SEARCH_ATTRIBUTES"],
+    }
+    try:
+        result = run([setup["entrypoint"][0], str(script)], env)
+    finally:
+        proxy.close()
+
+    assert proxy.dropped > 0, "the outage never happened"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"waiting for namespace {namespace}" in result.stdout
+    assert f"namespace {namespace} ready" in result.stdout
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert listed.custom_attributes["SessionId"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
+
+
+def test_temporal_setup_script_gives_up_in_bounded_time_naming_the_step() -> None:
+    setup = services()["temporal-setup"]
+    script = ROOT / "deploy/temporal" / Path(setup["command"][0]).name
+    port = free_loopback_port()
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "TEMPORAL_NAMESPACE": "default",
+        "TEMPORAL_WAIT_SECONDS": "2",
+        "SEARCH_ATTRIBUTES": setup["environment"]["SEARCH_ATTRIBUTES"],
+    }
+    started = time.monotonic()
+    result = run([setup["entrypoint"][0], str(script)], env)
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"gave up after 2 s: temporal to answer at 127.0.0.1:{port} failed" in result.stderr
+
+
 # --- one-shots wait for what they need (engines that skip health conditions) ----------------
 
 
