@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = [str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec"]
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|PWD")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|PWD|TOKEN|_KEYS$")
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)")
 
 
@@ -190,6 +190,32 @@ def test_prometheus_scrapes_every_worker_the_api_and_temporal() -> None:
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     temporal_port = environment_of("temporal")["PROMETHEUS_ENDPOINT"].rsplit(":", 1)[1]
     assert jobs["temporal"]["static_configs"][0]["targets"] == [f"temporal:{temporal_port}"]
+
+
+def test_payload_codec_is_on_for_every_service_of_the_image_and_the_ui_decodes_through_it() -> None:
+    defined = services()
+    own = [name for name, service in defined.items() if service.get("build") == "."]
+    assert {"worker", "api", "migrate", "schedules", "codec-server"} <= set(own)
+    for name in own:
+        keys = environment_of(name)["PAYLOAD_CODEC_KEYS"]
+        assert keys == "${PAYLOAD_CODEC_KEYS:?set PAYLOAD_CODEC_KEYS in .env}", (name, keys)
+        assert "PAYLOAD_CODEC_ENCRYPT_KEY_ID" in environment_of(name), name
+
+    codec = defined["codec-server"]
+    env = environment_of("codec-server")
+    assert codec["command"] == ["learning-jobs-codec-server"]
+    assert env["CODEC_SERVER_TOKEN"] == "${CODEC_SERVER_TOKEN:?set CODEC_SERVER_TOKEN in .env}"
+    # It needs the keys, never the database or Temporal.
+    assert not {"DATABASE_URL", "TEMPORAL_ADDRESS", "JWT_SECRET"} & set(env)
+    assert codec["volumes"] == []
+    published = "${CODEC_SERVER_HOST_PORT:-8234}"
+    assert codec["ports"] == [f"{published}:{env['CODEC_SERVER_PORT']}"]
+    ui_origin = "http://localhost:${TEMPORAL_UI_HOST_PORT:-8080}"
+    assert defined["temporal-ui"]["ports"] == ["${TEMPORAL_UI_HOST_PORT:-8080}:8080"]
+    assert env["CODEC_SERVER_CORS_ORIGINS"] == f'${{CODEC_SERVER_CORS_ORIGINS:-["{ui_origin}"]}}'
+    ui = environment_of("temporal-ui")
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published}"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -342,6 +368,28 @@ def test_api_command_is_healthy_through_the_same_healthcheck(settings: Settings)
 
     assert healthy.returncode == 0, healthy.stderr
     # uvicorn shuts down cleanly, then re-raises the signal it caught.
+    assert exit_code in (0, -signal.SIGTERM)
+
+
+def test_codec_server_command_is_healthy_through_the_same_healthcheck(settings: Settings) -> None:
+    port = free_loopback_port()
+    compose_env = environment_of("codec-server")
+    env = container_env(
+        settings,
+        CODEC_SERVER_TOKEN="codec-command-token",
+        CODEC_SERVER_HOST="127.0.0.1",
+        CODEC_SERVER_PORT=str(port),
+        HEALTHCHECK_URL=compose_env["HEALTHCHECK_URL"].replace(":8234/", f":{port}/"),
+    )
+    argv = services()["codec-server"]["command"]
+
+    ready = f"Uvicorn running on http://127.0.0.1:{port} (Press CTRL+C to quit)"
+    with running(argv, env, ready) as server:
+        healthy = run(healthcheck_argv(), env)
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=15)
+
+    assert healthy.returncode == 0, healthy.stderr
     assert exit_code in (0, -signal.SIGTERM)
 
 
