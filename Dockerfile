@@ -22,8 +22,10 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
-# binutils only for `strip` (deploy/image/slim_venv.py); it stays in this stage.
+# The dependencies alone, a stage of its own so that a builder can keep it (`--target deps`,
+# as deploy/local/build-images.sh does) and rebuild only the code on top of it.
+FROM ${PYTHON_IMAGE} AS deps
+# binutils only for `strip` (deploy/image/slim_venv.py); it stays in the build stages.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
@@ -41,6 +43,8 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
         > runtime-requirements.txt \
     && $PIP install --no-compile -r runtime-requirements.txt -c constraints.txt \
     && /opt/venv/bin/python slim_venv.py prune
+
+FROM deps AS build
 # .dockerignore keeps tests, docs and local state out; pyproject.toml says what installs.
 COPY . .
 RUN $PIP install --no-compile --no-deps . \

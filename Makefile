@@ -67,8 +67,8 @@ record-histories: setup
 	$(BIN)/python -m tests.replay.record
 
 # The image built and docker-compose.yml up with podman, upstream images swapped for local
-# stand-ins (tests/containers/; cold about 6 CPU-minutes, 19 min wall on a loaded 2-core
-# machine: docs/benchmarks.md). On Debian as root it installs what it needs.
+# stand-ins (tests/containers/; about 5 min cold, 1.5 min with the images it keeps:
+# docs/benchmarks.md). On Debian as root it installs what it needs.
 CONTAINER_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap
 test-containers: setup
 	@dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || { apt-get update && \

@@ -3,11 +3,15 @@
 One worker polls the main task queue (every workflow, the database activities); one polls
 the AI queue (TASK_QUEUE + "-ai"), running at most AI_MAX_CONCURRENCY LLM activities at once.
 
-    learning-jobs worker            # or, in a checkout: python worker.py
+    learning-jobs worker                      # or, in a checkout: python worker.py
+    learning-jobs worker --wait-seconds 180   # compose: wait for the stack's setup first
 
 At start it checks that it can work: settings valid, PostgreSQL reachable, Temporal reachable,
 the namespace there with the search attributes the workflows set. If not, it logs one line
 saying what to fix and exits (2: fix a setting or the namespace; 1: a server is unreachable).
+With --wait-seconds it first waits, at most that long in all, for what another process may
+still be setting up (the database and Temporal coming up, the namespace and its search
+attributes being registered); a search attribute of the wrong type ends it at once.
 
 SIGTERM/SIGINT stop polling and give running activities WORKER_SHUTDOWN_GRACE_SECONDS to finish.
 With WORKER_BUILD_ID set, both are versioned workers of WORKER_DEPLOYMENT_NAME (docs/deploying.md).
@@ -21,20 +25,23 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.registry import Dependencies, build_activities, build_ai_activities
-from learning_platform.commands.arguments import CommandParser
+from learning_platform.commands.arguments import CommandParser, bounded_seconds
 from learning_platform.commands.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.core.database import check_database, create_engine, resolve_database_url
-from learning_platform.core.errors import UsageError
+from learning_platform.core.errors import UnavailableError, UsageError
 from learning_platform.core.gauges import read_gauges
 from learning_platform.core.logs import configure_logging
 from learning_platform.core.metrics import (
@@ -45,10 +52,14 @@ from learning_platform.core.metrics import (
 )
 from learning_platform.core.settings import Settings, get_settings
 from learning_platform.core.tracing import configure_tracing
+from learning_platform.core.waiting import retried
 from learning_platform.jobs.ai_processing.contracts import ai_task_queue
 from learning_platform.jobs.outbox_relay.metrics import read_backlog
-from learning_platform.temporal.connection import connect
-from learning_platform.temporal.worker_checks import check_search_attributes
+from learning_platform.temporal.connection import connect_when_ready
+from learning_platform.temporal.worker_checks import (
+    SearchAttributeMissingError,
+    check_search_attributes,
+)
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -128,12 +139,43 @@ def serve_worker_metrics(port: int) -> None:
         ) from exc
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def ready_client(
+    settings: Settings, engine: AsyncEngine, runtime: Runtime, wait_seconds: float
+) -> Client:
+    """The start-up checks, each retried while waiting can fix it, all within `wait_seconds`."""
+    started = time.monotonic()
+    await retried(
+        lambda: check_database(engine),
+        retry_on=(UnavailableError,),
+        wait_seconds=wait_seconds,
+        since=started,
+        what="the database",
+    )
+    client = await connect_when_ready(settings, wait_seconds, runtime=runtime, since=started)
+    await retried(
+        lambda: check_search_attributes(client),
+        retry_on=(SearchAttributeMissingError,),
+        wait_seconds=wait_seconds,
+        since=started,
+        what=f"namespace {client.namespace!r} with its search attributes",
+    )
+    return client
+
+
+async def run(settings: Settings, stop: asyncio.Event, wait_seconds: float = 0) -> None:
     engine = create_engine(resolve_database_url(settings), settings.database_pool_size)
-    await check_database(engine)
     runtime, sdk_metrics_url = sdk_runtime_with_prometheus()
-    client = await connect(settings, runtime=runtime)
-    await check_search_attributes(client)
+    # SIGTERM while waiting ends the wait: a stack stopped during its start stops at once.
+    checks = asyncio.ensure_future(ready_client(settings, engine, runtime, wait_seconds))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({checks, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not checks.done():
+        checks.cancel()
+        await engine.dispose()
+        log.info("worker stopped before it started")
+        return
+    client = checks.result()
     REGISTRY.register(SdkMetricsCollector(sdk_metrics_url))
     REGISTRY.register(JobGaugeCollector(lambda: read_gauges(engine), asyncio.get_running_loop()))
     REGISTRY.register(JobGaugeCollector(lambda: read_backlog(engine), asyncio.get_running_loop()))
@@ -164,9 +206,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 @exits_without_teardown
 @reports_operator_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    CommandParser(prog="learning-jobs worker", description=__doc__.split("\n\n")[0]).parse_args(
-        argv
+    parser = CommandParser(prog="learning-jobs worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--wait-seconds",
+        type=bounded_seconds(3600),
+        default=0,
+        help="wait up to this long for the database, Temporal, the namespace and its search "
+        "attributes (compose; default: no wait)",
     )
+    args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level)
     configure_tracing(settings)
@@ -176,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
+        await run(settings, stop, args.wait_seconds)
 
     asyncio.run(_main())
 

@@ -52,6 +52,24 @@ def history_payloads(history: WorkflowHistory) -> list[Payload]:
     return [p for event in history.events for p in payloads_in(event, search_attributes=False)]
 
 
+# The SDK core's own bookkeeping in markers (patch ids, local-activity attempt and timing) is
+# written past the codec; everything our code passes is in the other payloads.
+SDK_MARKER_BOOKKEEPING = {"patch-data", "data"}
+
+
+def codec_payloads(history: WorkflowHistory) -> list[Payload]:
+    """The history's payloads that went through the data converter."""
+    found = []
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            details = event.marker_recorded_event_attributes.details
+            for key in sorted(set(details) - SDK_MARKER_BOOKKEEPING):
+                found.extend(details[key].payloads)
+        else:
+            found.extend(payloads_in(event, search_attributes=False))
+    return found
+
+
 def payload_bytes(history: WorkflowHistory) -> int:
     """The bytes of payload data and metadata a history stores, search attributes included."""
     return sum(

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = [str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec"]
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|PWD")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|PWD|TOKEN|_KEYS$")
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)")
 
 
@@ -190,6 +190,32 @@ def test_prometheus_scrapes_every_worker_the_api_and_temporal() -> None:
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     temporal_port = environment_of("temporal")["PROMETHEUS_ENDPOINT"].rsplit(":", 1)[1]
     assert jobs["temporal"]["static_configs"][0]["targets"] == [f"temporal:{temporal_port}"]
+
+
+def test_payload_codec_is_on_for_every_service_of_the_image_and_the_ui_decodes_through_it() -> None:
+    defined = services()
+    own = [name for name, service in defined.items() if service.get("build") == "."]
+    assert {"worker", "api", "migrate", "schedules", "codec-server"} <= set(own)
+    for name in own:
+        keys = environment_of(name)["PAYLOAD_CODEC_KEYS"]
+        assert keys == "${PAYLOAD_CODEC_KEYS:?set PAYLOAD_CODEC_KEYS in .env}", (name, keys)
+        assert "PAYLOAD_CODEC_ENCRYPT_KEY_ID" in environment_of(name), name
+
+    codec = defined["codec-server"]
+    env = environment_of("codec-server")
+    assert codec["command"] == ["learning-jobs", "codec-server"]
+    assert env["CODEC_SERVER_TOKEN"] == "${CODEC_SERVER_TOKEN:?set CODEC_SERVER_TOKEN in .env}"
+    # It needs the keys, never the database or Temporal.
+    assert not {"DATABASE_URL", "TEMPORAL_ADDRESS", "JWT_SECRET"} & set(env)
+    assert codec["volumes"] == []
+    published = "${CODEC_SERVER_HOST_PORT:-8234}"
+    assert codec["ports"] == [f"{published}:{env['CODEC_SERVER_PORT']}"]
+    ui_origin = "http://localhost:${TEMPORAL_UI_HOST_PORT:-8080}"
+    assert defined["temporal-ui"]["ports"] == ["${TEMPORAL_UI_HOST_PORT:-8080}:8080"]
+    assert env["CODEC_SERVER_CORS_ORIGINS"] == f'${{CODEC_SERVER_CORS_ORIGINS:-["{ui_origin}"]}}'
+    ui = environment_of("temporal-ui")
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{published}"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -347,6 +373,28 @@ def test_api_command_is_healthy_through_the_same_healthcheck(settings: Settings)
     assert exit_code in (0, -signal.SIGTERM)
 
 
+def test_codec_server_command_is_healthy_through_the_same_healthcheck(settings: Settings) -> None:
+    port = free_loopback_port()
+    compose_env = environment_of("codec-server")
+    env = container_env(
+        settings,
+        CODEC_SERVER_TOKEN="codec-command-token",
+        CODEC_SERVER_HOST="127.0.0.1",
+        CODEC_SERVER_PORT=str(port),
+        HEALTHCHECK_URL=compose_env["HEALTHCHECK_URL"].replace(":8234/", f":{port}/"),
+    )
+    argv = services()["codec-server"]["command"]
+
+    ready = f"Uvicorn running on http://127.0.0.1:{port} (Press CTRL+C to quit)"
+    with running(argv, env, ready) as server:
+        healthy = run(healthcheck_argv(), env)
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=15)
+
+    assert healthy.returncode == 0, healthy.stderr
+    assert exit_code in (0, -signal.SIGTERM)
+
+
 async def test_temporal_setup_script_creates_namespace_and_search_attributes(
     client: Client,
 ) -> None:
@@ -371,6 +419,94 @@ async def test_temporal_setup_script_creates_namespace_and_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )
     assert listed.custom_attributes["SessionId"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
+
+
+class OutageAfterFirstConnection:
+    """A loopback port forwarding to the TCP address `upstream`, except that for `seconds`
+    after its first connection has closed it closes every new one at once: a server that
+    answers one command, then misses the next commands' connection deadline (a loaded host)."""
+
+    def __init__(self, upstream: str, seconds: float) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.port = free_loopback_port()
+        self.dropped = 0
+        outage: dict[str, float] = {}
+        proxy = self
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if "until" in outage and time.monotonic() < outage["until"]:
+                    proxy.dropped += 1
+                    return  # closed without a byte
+                with socket.create_connection((host, int(port))) as far:
+                    pumps = [
+                        threading.Thread(target=_pipe, args=(self.request, far), daemon=True),
+                        threading.Thread(target=_pipe, args=(far, self.request), daemon=True),
+                    ]
+                    for pump in pumps:
+                        pump.start()
+                    for pump in pumps:
+                        pump.join()
+                outage.setdefault("until", time.monotonic() + seconds)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Forward)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_temporal_setup_script_retries_each_step_through_a_short_outage(
+    client: Client,
+) -> None:
+    # The one-shot's own retries, not the engine's restart policy, get it through: a call that
+    # fails after the server first answered used to end the script (exit 1, a restart).
+    setup = services()["temporal-setup"]
+    script = ROOT / "deploy/temporal" / Path(setup["command"][0]).name
+    namespace = f"outage-{uuid.uuid4().hex[:8]}"
+    proxy = OutageAfterFirstConnection(client.service_client.config.target_host, seconds=3)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{proxy.port}",
+        "TEMPORAL_NAMESPACE": namespace,
+        "SEARCH_ATTRIBUTES": setup["environment"]["SEARCH_ATTRIBUTES"],
+    }
+    try:
+        result = run([setup["entrypoint"][0], str(script)], env)
+    finally:
+        proxy.close()
+
+    assert proxy.dropped > 0, "the outage never happened"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"waiting for namespace {namespace}" in result.stdout
+    assert f"namespace {namespace} ready" in result.stdout
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert listed.custom_attributes["SessionId"] == IndexedValueType.INDEXED_VALUE_TYPE_INT
+
+
+def test_temporal_setup_script_gives_up_in_bounded_time_naming_the_step() -> None:
+    setup = services()["temporal-setup"]
+    script = ROOT / "deploy/temporal" / Path(setup["command"][0]).name
+    port = free_loopback_port()
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "TEMPORAL_NAMESPACE": "default",
+        "TEMPORAL_WAIT_SECONDS": "2",
+        "SEARCH_ATTRIBUTES": setup["environment"]["SEARCH_ATTRIBUTES"],
+    }
+    started = time.monotonic()
+    result = run([setup["entrypoint"][0], str(script)], env)
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"gave up after 2 s: temporal to answer at 127.0.0.1:{port} failed" in result.stderr
 
 
 # --- one-shots wait for what they need (engines that skip health conditions) ----------------

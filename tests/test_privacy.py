@@ -27,6 +27,7 @@ from tests.ai_processing_helpers import add_processing_session, rows, summarisin
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.history_payloads import (
+    codec_payloads,
     generated_question_set_history,
     history_payloads,
     payloads_in,
@@ -67,24 +68,6 @@ async def run_session(
     session = await add_processing_session(engine, user, urls, title=SESSION_TITLE)
     result, history = await processed_session_history(client, engine, settings, session)
     return result, history, session
-
-
-# The SDK core's own bookkeeping in markers (patch ids, local-activity attempt and timing) is
-# written past the codec; everything our code passes is in the other payloads.
-SDK_MARKER_BOOKKEEPING = {"patch-data", "data"}
-
-
-def codec_payloads(history: WorkflowHistory) -> list[Payload]:
-    """The history's payloads that went through the data converter."""
-    found = []
-    for event in history.events:
-        if event.HasField("marker_recorded_event_attributes"):
-            details = event.marker_recorded_event_attributes.details
-            for key in sorted(set(details) - SDK_MARKER_BOOKKEEPING):
-                found.extend(details[key].payloads)
-        else:
-            found.extend(payloads_in(event, search_attributes=False))
-    return found
 
 
 def private_strings(urls: list[str]) -> list[str]:

@@ -38,6 +38,7 @@ if [ -z "$mirror" ]; then
     exit 1
 fi
 
+started=$(date +%s)
 rootfs=$(mktemp -d /var/tmp/debian-python-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT INT TERM
 
@@ -82,4 +83,4 @@ tar -C "$rootfs" -c . | podman import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
     - "$image"
-echo "built $image"
+echo "built $image in $(($(date +%s) - started)) s"

@@ -240,8 +240,8 @@ class Settings(BaseSettings):
     )
     codec_server_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token the codec server (codec_server.py) demands; unset: it refuses "
-        "to start",
+        description="Bearer token the codec server (`learning-jobs codec-server`) demands; "
+        "unset: it refuses to start",
     )
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = Field(default=8234, ge=0, le=65535)

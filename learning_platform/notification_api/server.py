@@ -80,7 +80,7 @@ class DeadlineH11Protocol(H11Protocol):
 
 
 def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    """The one uvicorn configuration of the API, for api.py and for the tests alike."""
+    """The one uvicorn configuration of the API, for `learning-jobs api` and for the tests alike."""
     return uvicorn.Config(
         app,
         host=host,

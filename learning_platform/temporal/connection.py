@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-import time
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -17,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from learning_platform.core.errors import UnavailableError, UsageError
 from learning_platform.core.settings import Settings
 from learning_platform.core.tracing import client_interceptors
+from learning_platform.core.waiting import retried
 from learning_platform.temporal.payload_codec import data_converter
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -85,22 +83,22 @@ class NamespaceMissingError(UsageError):
     """The namespace is not there (yet: a one-shot may run before its setup)."""
 
 
-async def connect_when_ready(settings: Settings, wait_seconds: float) -> Client:
+async def connect_when_ready(
+    settings: Settings,
+    wait_seconds: float,
+    *,
+    runtime: Runtime | None = None,
+    since: float | None = None,
+) -> Client:
     """connect(), retried while the server does not answer or its namespace is not created
-    yet, for at most `wait_seconds`: a one-shot may be started before Temporal, or its namespace
-    setup, is done (engines that skip health conditions). Then the last error, saying so."""
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.5
-    while True:
-        try:
-            return await connect(settings)
-        except (UnavailableError, NamespaceMissingError) as exc:
-            if time.monotonic() + delay > deadline:
-                options = connect_options(settings)
-                raise type(exc)(
-                    f"Temporal at {options['target_host']} (namespace {options['namespace']!r}) "
-                    f"was not ready within {wait_seconds:g} s: {exc}"
-                ) from exc
-            print(f"waiting for Temporal: {exc}", file=sys.stderr, flush=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    yet, for at most `wait_seconds` (from `since`, as in `waiting.retried`): a one-shot or a
+    worker may be started before Temporal, or its namespace setup, is done (engines that skip
+    health conditions). Then the last error, saying so."""
+    options = connect_options(settings)
+    return await retried(
+        lambda: connect(settings, runtime=runtime),
+        retry_on=(UnavailableError, NamespaceMissingError),
+        wait_seconds=wait_seconds,
+        since=since,
+        what=f"Temporal at {options['target_host']} (namespace {options['namespace']!r})",
+    )

@@ -17,6 +17,10 @@ def _type_name(value: int) -> str:
     return IndexedValueType.Name(value).removeprefix("INDEXED_VALUE_TYPE_").title()  # type: ignore[arg-type]
 
 
+class SearchAttributeMissingError(UsageError):
+    """Not registered (yet: the stack's temporal-setup may still be registering it)."""
+
+
 async def check_search_attributes(client: Client) -> None:
     """The workflows set SEARCH_ATTRIBUTES; without them every ai-processing sweep fails."""
     try:
@@ -31,7 +35,7 @@ async def check_search_attributes(client: Client) -> None:
     for name, kind in SEARCH_ATTRIBUTES.items():
         found = listed.custom_attributes.get(name)
         if found is None:
-            raise UsageError(
+            raise SearchAttributeMissingError(
                 f"Temporal namespace {namespace!r} lacks the search attribute {name} ({kind}) "
                 f"that the session workflows set; register it: temporal operator "
                 f"search-attribute create --namespace {namespace} --name {name} --type {kind}"

@@ -1,6 +1,8 @@
 """The project's own docker-compose.yml brought up with podman and podman-compose, the upstream
 images swapped for the local stand-ins (deploy/local/compose.override.yml), on free host ports,
-under a project name and image tags of its own, so it disturbs nothing else on the machine."""
+under a project name and an image tag of its own, so it disturbs nothing else on the machine;
+the base image, the stand-ins and the service's dependencies stage are kept for the next run
+(tagged `test`, rebuilt when what goes into them changes)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from learning_platform.core.metrics import free_loopback_port
+from learning_platform.core.settings import Settings
+from learning_platform.temporal.payload_codec import new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "deploy/local/containers.conf"
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "deploy/local/compose.override.yml"]
 PODMAN_COMPOSE = Path(sys.executable).parent / "podman-compose"
-STANDINS = ("postgres", "temporal", "prometheus")
+TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
+# Kept between runs, like the base image: build-images.sh rebuilds them when their inputs change.
+STANDIN_TAG = "test"
 BUILD_TIMEOUT_SECONDS = 1200
 UP_TIMEOUT_SECONDS = 420
 
@@ -31,6 +37,7 @@ class Stack:
     project: str
     env: dict[str, str]
     ports: dict[str, int]
+    codec_key_id: str
     empty_env_file: Path
     log: list[str] = field(default_factory=list)
 
@@ -41,23 +48,34 @@ class Stack:
         tag = f"ci-{uuid.uuid4().hex[:8]}"
         ports = {
             name: free_loopback_port()
-            for name in ("TEMPORAL_HOST_PORT", "TEMPORAL_UI_HOST_PORT", "API_HOST_PORT")
+            for name in (
+                "TEMPORAL_HOST_PORT",
+                "TEMPORAL_UI_HOST_PORT",
+                "API_HOST_PORT",
+                "PROMETHEUS_HOST_PORT",
+                "CODEC_SERVER_HOST_PORT",
+            )
         }
-        ports["PROMETHEUS_HOST_PORT"] = free_loopback_port()
         empty = workdir / "empty.env"
         empty.write_text("")
+        key_id = f"key-{tag}"
         env = {
             **os.environ,
             "CONTAINERS_CONF": str(CONTAINERS_CONF),
-            "STANDIN_TAG": tag,
+            "STANDIN_TAG": STANDIN_TAG,
             "APP_IMAGE": f"localhost/learning-jobs:{tag}",
             "BUILD_ID": tag,
             "APP_DB_PASSWORD": secrets.token_hex(12),
             "TEMPORAL_DB_PASSWORD": secrets.token_hex(12),
             "JWT_SECRET": secrets.token_urlsafe(48),
+            "PAYLOAD_CODEC_KEYS": json.dumps({key_id: new_key()}),
+            "CODEC_SERVER_TOKEN": secrets.token_urlsafe(32),
             **{name: str(port) for name, port in ports.items()},
         }
-        return cls(project=f"ljci{tag[3:]}", env=env, ports=ports, empty_env_file=empty)
+        return cls(
+            project=f"ljci{tag[3:]}", env=env, ports=ports, codec_key_id=key_id,
+            empty_env_file=empty,
+        )  # fmt: skip
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -81,7 +99,14 @@ class Stack:
         return self.run(["podman", *args], timeout=timeout, check=check)
 
     def build(self) -> None:
-        self.run([str(ROOT / "deploy/local/build-images.sh")], timeout=BUILD_TIMEOUT_SECONDS)
+        built = self.run(
+            [str(ROOT / "deploy/local/build-images.sh")], timeout=BUILD_TIMEOUT_SECONDS
+        )
+        self.log.extend(
+            line
+            for line in built.splitlines()
+            if line.startswith(("built ", "base image ", "images ready ")) or "up to date" in line
+        )
 
     def up(self) -> None:
         # --no-deps: podman 4.3 cannot start a container whose dependency is a finished
@@ -118,6 +143,16 @@ class Stack:
             "ON_ERROR_STOP=1", "-c", sql,
         )  # fmt: skip
 
+    def make_build_current(self) -> None:
+        """docs/operations.md's rollout step: the workers' build (BUILD_ID) becomes the current
+        version of their deployment. Fails until the workers have polled with it."""
+        self.run([
+            str(TEMPORAL_CLI), "worker", "deployment", "set-current-version",
+            "--address", f"127.0.0.1:{self.ports['TEMPORAL_HOST_PORT']}",
+            "--deployment-name", Settings().worker_deployment_name,
+            "--build-id", self.env["BUILD_ID"], "--yes",
+        ])  # fmt: skip
+
     def url(self, port_variable: str) -> str:
         return f"http://127.0.0.1:{self.ports[port_variable]}"
 
@@ -146,8 +181,9 @@ class Stack:
         }
 
     def remove_everything(self) -> None:
-        """Whatever a failed run left: containers, pods, networks, volumes, this run's images
-        and the build cache. The base image stays (deploy/local/build-base-image.sh reuses it)."""
+        """Whatever a failed run left: containers, pods, networks, volumes, this run's image of
+        the service and the build cache. The base image and the stand-ins stay: the next run
+        reuses them while their inputs are unchanged (deploy/local/build-images.sh)."""
         left = self.leftovers()
         for kind, names in (("rm", left["containers"]), ("pod", left["pods"])):
             for name in names:
@@ -157,7 +193,5 @@ class Stack:
             self.podman("network", "rm", "-f", network, check=False)
         for volume in left["volumes"]:
             self.podman("volume", "rm", "-f", volume, check=False)
-        tag = self.env["STANDIN_TAG"]
-        images = [self.env["APP_IMAGE"], *(f"localhost/learning-jobs-{s}:{tag}" for s in STANDINS)]
-        self.podman("rmi", "-f", *images, check=False)
+        self.podman("rmi", "-f", self.env["APP_IMAGE"], check=False)
         self.podman("image", "prune", "-f", check=False)

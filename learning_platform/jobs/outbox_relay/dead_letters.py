@@ -63,6 +63,6 @@ async def requeue(
         more = f" and {len(missing) - NAMED_IDS} more" if len(missing) > NAMED_IDS else ""
         raise UsageError(
             f"no dead letter with id {named}{more}; nothing was requeued "
-            "(`outbox.py dead-letters list` shows the ids)"
+            "(`learning-jobs outbox dead-letters list` shows the ids)"
         )
     return len(moved)

@@ -33,7 +33,7 @@ class OutboxEvent(Base):
 
 
 class OutboxDeadLetter(Base):
-    """An event that failed OUTBOX_MAX_ATTEMPTS times; `outbox.py dead-letters` lists and
+    """An event that failed OUTBOX_MAX_ATTEMPTS times; `learning-jobs outbox dead-letters` lists and
     requeues them. `id` is the event's original id."""
 
     __tablename__ = "outbox_dead_letters"
