@@ -222,7 +222,7 @@ async def test_triggered_job_completes_and_its_notification_reaches_an_sse_clien
     stack: Stack, temporal: Client, triggered_job: TriggeredJob
 ) -> None:
     event, session_id = triggered_job.event, triggered_job.session_id
-    assert event.event == "session_failed", event
+    assert event.event == "session.failed", event
     assert event.json()["payload"]["session_id"] == session_id, event.data
     sweep = [
         run async for run in temporal.list_workflows('TemporalScheduledById = "ai-processing"')
