@@ -23,14 +23,15 @@ DATABASE_RETRY = RetryPolicy(
 
 # LLM calls (every AI activity of every family): rate limits and outages are backed off up to a
 # minute (a `Retry-After` from the server replaces the computed delay, activities/llm_errors.py)
-# and given up after six attempts, about a minute of waiting, so a failing LLM fails a session
-# or a question-set attempt well inside its execution timeout (question-set-retry tries again
-# later). Errors retrying cannot fix are raised non-retryable by the activity.
+# and given up after eight attempts, about three minutes of waiting: a two-minute LLM outage is
+# outlasted (fault scenario 5), and a longer one fails a session, or a question-set attempt that
+# question-set-retry tries again later, well inside its execution timeout. Errors retrying
+# cannot fix are raised non-retryable by the activity.
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
-    maximum_attempts=6,
+    maximum_attempts=8,
 )
 
 

@@ -153,8 +153,8 @@ async def recover(
         f"all {SESSIONS} sessions completed after the outage (activity retries outlasted it), "
         "none was marked failed"
     )
-    # A generation attempt retries for ~30 s; a longer outage fails the attempt (retryable,
-    # owner not told) and question-set-retry gives the set a new attempt.
+    # A generation attempt retries for about three minutes (LLM_RETRY); a longer outage fails
+    # the attempt (retryable, owner not told) and question-set-retry gives the set a new one.
     retryable_failures = await scalar(
         engine,
         "SELECT count(*) FROM question_sets WHERE id = ANY(:ids) AND status = 'failed' "
