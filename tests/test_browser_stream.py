@@ -1,6 +1,6 @@
 """Native EventSource in a real headless Chromium (Debian's package, driven by playwright).
 
-The page is the API's own live page (learning_platform/api/pages/live.html), served by this
+The page is the API's own live page (notification_api/pages/live.html), served by this
 test on loopback origins: one listed in API_CORS_ORIGINS, one not. The API is a real
 `learning-jobs api` process, stopped and started again on the same port mid-test.
 """
@@ -20,7 +20,8 @@ from starlette.responses import FileResponse
 from starlette.routing import Route
 
 from learning_platform.core.metrics import free_loopback_port
-from learning_platform.core.settings import PROJECT_ROOT, Settings
+from learning_platform.core.settings import Settings
+from learning_platform.notification_api.app import LIVE_PAGE
 from learning_platform.notification_api.browser import COOKIE_NAME
 from tests.chromium import chromium
 from tests.factories import add_user
@@ -31,7 +32,6 @@ __all__ = ["api_settings"]  # a fixture
 
 pytestmark = pytest.mark.browser
 
-LIVE_PAGE = PROJECT_ROOT / "learning_platform" / "api" / "pages" / "live.html"
 KIND = "session.completed"
 WAIT_MS = 20_000
 # The shortest lifetime the API accepts (API_STREAM_COOKIE_TTL_SECONDS); the page refreshes

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STREAM_PATH = "/v1/notifications/stream"
 LIVE_PAGE_PATH = "/dev/live"
-_LIVE_PAGE = Path(__file__).parent / "pages" / "live.html"
+LIVE_PAGE = Path(__file__).parent / "pages" / "live.html"
 _HEALTH_TIMEOUT_SECONDS = 2.0
 
 
@@ -221,7 +221,7 @@ class NotificationApi:
         )
 
     async def live_page(self, _request: Request) -> Response:
-        return FileResponse(_LIVE_PAGE, media_type="text/html")
+        return FileResponse(LIVE_PAGE, media_type="text/html")
 
     async def metrics_endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
