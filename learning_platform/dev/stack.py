@@ -128,7 +128,8 @@ async def supervise(settings: Settings, env: dict[str, str], codec_server: bool 
             env=env,
             start_new_session=True,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL if command[0] == "-m" else None,
+            # http.server logs a line per request; the worker and the API log their own.
+            stderr=asyncio.subprocess.DEVNULL if "http.server" in command else None,
         )
         for command in commands
     ]
