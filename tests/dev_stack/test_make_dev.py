@@ -173,7 +173,7 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
 async def test_the_printed_trigger_reaches_the_live_page_in_a_browser(
     dev: RunningDev, clone: Path, browser: BrowserContext
 ) -> None:
-    command = re.search(r"A notification now\s+(\S+ dev\.py request-question-set)", dev.output)
+    command = re.search(r"A notification now\s+(\S+ dev request-question-set)", dev.output)
     live_page = re.search(r"Live page\s+(http://\S+/dev/live#token=\S+)", dev.output)
     assert command and live_page, dev.output[-2000:]
     page = await browser.new_page()
