@@ -439,14 +439,7 @@ class OutageAfterFirstConnection:
                     proxy.dropped += 1
                     return  # closed without a byte
                 with socket.create_connection((host, int(port))) as far:
-                    pumps = [
-                        threading.Thread(target=_pipe, args=(self.request, far), daemon=True),
-                        threading.Thread(target=_pipe, args=(far, self.request), daemon=True),
-                    ]
-                    for pump in pumps:
-                        pump.start()
-                    for pump in pumps:
-                        pump.join()
+                    _pipe_both_ways(self.request, far)
                 outage.setdefault("until", time.monotonic() + seconds)
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
@@ -528,14 +521,7 @@ class LateListener:
             def handle(self) -> None:
                 with socket.socket(socket.AF_UNIX) as far:
                     far.connect(upstream)
-                    pumps = [
-                        threading.Thread(target=_pipe, args=(self.request, far), daemon=True),
-                        threading.Thread(target=_pipe, args=(far, self.request), daemon=True),
-                    ]
-                    for pump in pumps:
-                        pump.start()
-                    for pump in pumps:
-                        pump.join()
+                    _pipe_both_ways(self.request, far)
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Forward)
@@ -545,6 +531,18 @@ class LateListener:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def _pipe_both_ways(client: socket.socket, server: socket.socket) -> None:
+    """Forward bytes each way until both sides have closed (the proxies' one connection)."""
+    pumps = [
+        threading.Thread(target=_pipe, args=(client, server), daemon=True),
+        threading.Thread(target=_pipe, args=(server, client), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    for pump in pumps:
+        pump.join()
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
