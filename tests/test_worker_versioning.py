@@ -83,7 +83,13 @@ async def test_the_relay_moves_to_a_new_current_build_at_its_next_continue_as_ne
         await set_current_version(client, v1.worker_deployment_name, "build-1")
         await run_schedule_now(client, v1, "outbox-relay")
         first_run = (await relay.describe()).run_id
-        assert await landed_on(relay) == ("build-1", VersioningBehavior.PINNED)
+
+        # The schedule's run only starts the relay: the version is recorded when the relay's
+        # first workflow task completes, which can be just after.
+        async def on_old_build() -> bool:
+            return await landed_on(relay) == ("build-1", VersioningBehavior.PINNED)
+
+        await wait_for(on_old_build, within=30)
 
         new_main, new_ai = create_workers(client, Dependencies(v2, engine, client))
         async with new_ai, new_main:
