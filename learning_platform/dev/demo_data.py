@@ -8,28 +8,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from learning_platform.dev.demo_site import demo_pages
 from learning_platform.jobs.learn_stats.queries import record_learning
 
 log = logging.getLogger(__name__)
 
 DemoStep = Callable[[AsyncConnection, Sequence[int], datetime], Awaitable[None]]
-
-# `make dev` serves learning_platform/demo_pages/ here (and lets the crawler reach it), so the
-# ai-processing job has real pages to read with no network.
-DEMO_SITE_PORT = 8011
-DEMO_SITE = f"http://localhost:{DEMO_SITE_PORT}"
-DEMO_PAGES_DIR = Path(__file__).resolve().parent / "demo_pages"
-DEMO_PAGES = (
-    (f"{DEMO_SITE}/spaced-repetition.html", "Spaced repetition"),
-    (f"{DEMO_SITE}/forgetting-curve.html", "The forgetting curve"),
-    (f"{DEMO_SITE}/testing-effect.html", "The testing effect"),
-    (f"{DEMO_SITE}/mind-maps.html", "Mind maps"),
-)
 
 
 async def _users(conn: AsyncConnection) -> list[int]:
@@ -74,7 +62,10 @@ async def _browsing_sessions(conn: AsyncConnection, users: Sequence[int], now: d
                 "INSERT INTO page_visits (session_id, url, title, visited_at) "
                 "VALUES (:s, :u, :t, :v)"
             ),
-            [{"s": session_id, "u": url, "t": title, "v": updated_at} for url, title in DEMO_PAGES],
+            [
+                {"s": session_id, "u": page.url, "t": page.title, "v": updated_at}
+                for page in demo_pages()
+            ],
         )
 
 

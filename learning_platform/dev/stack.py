@@ -36,7 +36,8 @@ from learning_platform.core.database import (
 )
 from learning_platform.core.logs import configure_logging
 from learning_platform.core.settings import PROJECT_ROOT, Settings, get_settings
-from learning_platform.dev.demo_data import DEMO_PAGES_DIR, DEMO_SITE_PORT, load_demo_data
+from learning_platform.dev.demo_data import load_demo_data
+from learning_platform.dev.demo_site import DEMO_SITE_PORT, write_demo_site
 from learning_platform.dev.embedded_temporal import start_dev_server
 from learning_platform.jobs.ai_processing.contracts import ai_task_queue
 from learning_platform.jobs.outbox_relay.contracts import RELAY_WATCHDOG_SCHEDULE_ID
@@ -114,9 +115,9 @@ async def supervise(settings: Settings, env: dict[str, str], codec_server: bool 
     commands = [
         [str(PROJECT_ROOT / "worker.py")],
         ["-m", "learning_platform", "api"],
-        # The pages of the demo sessions, for the ai-processing job (see demo_data.py).
+        # The pages of the demo sessions, for the ai-processing job (see demo_site.py).
         ["-m", "http.server", str(DEMO_SITE_PORT), "--bind", "127.0.0.1",
-         "--directory", str(DEMO_PAGES_DIR)],
+         "--directory", str(write_demo_site(settings.data_dir / "demo_site"))],
     ]  # fmt: skip
     if codec_server:
         commands.append(["-m", "learning_platform", "codec-server"])

@@ -27,7 +27,7 @@ from playwright.async_api import BrowserContext
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from learning_platform.core.settings import Settings
-from learning_platform.dev.demo_data import DEMO_SITE_PORT
+from learning_platform.dev.demo_site import DEMO_SITE_PORT
 from learning_platform.scheduling.declarations import declared_schedules
 from tests.chromium import chromium
 

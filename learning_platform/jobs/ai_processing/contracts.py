@@ -207,7 +207,6 @@ class ProcessSessionResult:
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id="ai-processing",

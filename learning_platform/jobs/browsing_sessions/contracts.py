@@ -46,7 +46,6 @@ class UpdateMetricsResult:
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id="cleanup-stale-sessions",

@@ -48,7 +48,6 @@ class LearnStatsJobParams:
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id="learn-stats-daily",

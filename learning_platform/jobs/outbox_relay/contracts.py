@@ -60,7 +60,6 @@ RELAY_WATCHDOG_SCHEDULE_ID = "outbox-relay"
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id=RELAY_WATCHDOG_SCHEDULE_ID,

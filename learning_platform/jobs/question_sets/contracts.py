@@ -182,7 +182,6 @@ class SourceCleanupResult:
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id="question-set-cleanup",

@@ -45,7 +45,6 @@ class PruneParams:
 
 
 def schedules(settings: Settings) -> list[JobSchedule]:
-    """This family's schedules (`learning_platform/scheduling/declarations.py` lists them all)."""
     return [
         JobSchedule(
             schedule_id="retention",
