@@ -1,23 +1,31 @@
 """An OpenAI-compatible client that returns validated JSON (Chat Completions + JSON schema).
 
-One POST to `{base_url}/chat/completions` per request, over a shared `httpx` connection pool;
+One POST to `{base_url}/chat/completions` per request over an `aiohttp` connection pool;
 there are no retries here: Temporal retries the activity instead, with the backoff and
-`Retry-After` that `activities.llm_errors` derives from the errors raised here. (The `openai`
-SDK did the same in ≈ 5 ms of CPU per request — typed-dict transforms of the request and
-Pydantic models of the response — against ≈ 1.5 ms here: bench/ai_processing.)
+`Retry-After` that `activities.llm_errors` derives from the errors raised here.
+
+Why not the `openai` SDK or `httpx` (the crawler's client): per request, measured with 16
+requests in flight (bench/ai_processing, docs/benchmarks.md), the SDK took ≈ 5 ms of CPU
+(typed-dict transforms of the request, Pydantic models of the response, on httpx), httpx alone
+2.6 to 3.9 ms (its pool checks every idle connection's socket on every request), aiohttp 0.75 ms.
+The worker makes one request per page, so this was a fifth of its CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 from prometheus_client import Counter
 
 from learning_platform.core.errors import ServiceError
@@ -60,12 +68,56 @@ class InvalidOutputError(ServiceError, ValueError):
     """Raised by a `parse` callback when the JSON has the right shape but unusable content."""
 
 
+@dataclass(frozen=True)
+class LlmServer:
+    """Where the Chat Completions API is and how to talk to it."""
+
+    base_url: str
+    api_key: str
+    timeout_seconds: float
+    connect_timeout_seconds: float
+
+
+class _Connections:
+    """One aiohttp session (its connection pool) per event loop: a session is bound to the loop
+    it was made in, and `build_llm` may run before any loop does."""
+
+    def __init__(self, server: LlmServer) -> None:
+        self.url = server.base_url.rstrip("/") + "/chat/completions"
+        # HTTPS_PROXY and friends apply, as they did with the SDK; read once here (aiohttp's
+        # trust_env reads them, and ~/.netrc, in a thread on every request).
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        scheme = urllib.parse.urlsplit(self.url).scheme
+        proxies = urllib.request.getproxies()
+        self.proxy = None if urllib.request.proxy_bypass(host) else proxies.get(scheme)
+        self._headers = {"Authorization": f"Bearer {server.api_key}"}
+        self._timeout = aiohttp.ClientTimeout(
+            total=server.timeout_seconds, connect=server.connect_timeout_seconds
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class JsonLlm:
-    def __init__(self, client: httpx.AsyncClient, model: str, max_reasks: int = 2) -> None:
-        """`client` has the server's base URL and the credentials (`build_llm`)."""
-        self._client = client
+    def __init__(self, server: LlmServer, model: str, max_reasks: int = 2) -> None:
+        self._connections = _Connections(server)
         self.model = model
         self._max_reasks = max_reasks
+
+    async def close(self) -> None:
+        """Close the connection pool (a later request opens a new one)."""
+        await self._connections.close()
 
     async def complete_json(
         self,
@@ -138,15 +190,21 @@ class JsonLlm:
             },
         }
         try:
-            response = await self._client.post("chat/completions", json=body)
-        except httpx.TimeoutException as exc:
+            async with self._connections.session().post(
+                self._connections.url,
+                data=json.dumps(body),
+                headers=_JSON,
+                proxy=self._connections.proxy,
+            ) as response:
+                status, headers, content = response.status, response.headers, await response.read()
+        except TimeoutError as exc:
             raise LlmRetryableError(f"LLM request timed out: {_describe(exc)}") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise LlmRetryableError(f"cannot reach the LLM server: {_describe(exc)}") from exc
-        if response.status_code >= 400:
-            raise _status_error(response)
+        if status >= 400:
+            raise _status_error(status, headers, content)
         try:
-            completion = response.json()
+            completion = json.loads(content)
             used = TokenUsage(model=completion.get("model") or self.model, requests=1)
             usage = completion.get("usage") or {}
             used.prompt_tokens = int(usage.get("prompt_tokens") or 0)
@@ -155,17 +213,20 @@ class JsonLlm:
             if not choices or choices[0].get("finish_reason") == "length":
                 return "", used
             message = choices[0].get("message") or {}
-            content = message.get("content") or message.get("refusal") or ""
+            text = message.get("content") or message.get("refusal") or ""
         except (ValueError, AttributeError, TypeError) as exc:
             # A proxy's error page, say: a later attempt may reach the real server.
             raise LlmRetryableError(
-                f"the LLM server's answer is not a chat completion (HTTP "
-                f"{response.status_code}, {type(exc).__name__})"
+                f"the LLM server's answer is not a chat completion (HTTP {status}, "
+                f"{type(exc).__name__})"
             ) from exc
-        return str(content), used
+        return str(text), used
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+_JSON = {"Content-Type": "application/json"}
+
+
+def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
@@ -178,13 +239,12 @@ def _json_object(content: str) -> dict[str, Any]:
     return value
 
 
-def _status_error(response: httpx.Response) -> LlmError:
-    status = response.status_code
-    message = _error_message(response)
+def _status_error(status: int, headers: Mapping[str, str], content: bytes) -> LlmError:
+    message = _error_message(content)
     if status in _RETRYABLE_STATUSES:
         return LlmRetryableError(
             f"LLM server answered HTTP {status}: {message}",
-            retry_after=retry_after_seconds(response.headers),
+            retry_after=retry_after_seconds(headers),
         )
     hint = {
         400: "the request was rejected; check OPENAI_MODEL supports JSON-schema output",
@@ -195,15 +255,15 @@ def _status_error(response: httpx.Response) -> LlmError:
     return LlmPermanentError(f"LLM server answered HTTP {status}: {message} ({hint})")
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(content: bytes) -> str:
     """The `error.message` of an OpenAI-style error body, else the start of the body."""
     try:
-        error = response.json().get("error")
+        error = json.loads(content).get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:500]
     except (ValueError, AttributeError):
         pass
-    return response.text[:200] or response.reason_phrase
+    return content[:200].decode(errors="replace") or "no message"
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -264,14 +324,10 @@ def build_llm(settings: Settings) -> JsonLlm | None:
     """The LLM client, or None without OPENAI_API_KEY (the offline provider is used then)."""
     if not settings.openai_api_key:
         return None
-    # The trailing slash makes "chat/completions" join below the base URL's path (/v1).
-    base_url = (settings.openai_base_url or DEFAULT_BASE_URL).rstrip("/") + "/"
-    client = httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"},
-        timeout=httpx.Timeout(
-            settings.openai_timeout_seconds, connect=settings.openai_connect_timeout_seconds
-        ),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    server = LlmServer(
+        base_url=settings.openai_base_url or DEFAULT_BASE_URL,
+        api_key=settings.openai_api_key.get_secret_value(),
+        timeout_seconds=settings.openai_timeout_seconds,
+        connect_timeout_seconds=settings.openai_connect_timeout_seconds,
     )
-    return JsonLlm(client, settings.openai_model, max_reasks=settings.llm_max_reasks)
+    return JsonLlm(server, settings.openai_model, max_reasks=settings.llm_max_reasks)
