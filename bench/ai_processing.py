@@ -214,7 +214,8 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         yield
         return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50"]
+    # --gil: samples of the thread holding the GIL, i.e. where Python spends its CPU.
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--gil"]
     spy = subprocess.Popen(
         [*command, "--nonblocking", "--output", str(output)],
         stdout=subprocess.DEVNULL,
