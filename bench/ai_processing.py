@@ -185,9 +185,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds so far by kind of thread: the Python main thread (the event loop, the
-    workflows, the activities), the SDK's Rust core (tokio threads: gRPC, protobuf), the
-    thread pool of `asyncio.to_thread` (page extraction), and any other."""
+    """CPU seconds so far by kind of thread: the Python main thread (the event loop: the
+    activities, payload conversion), the SDK's Rust core (tokio threads: gRPC, protobuf),
+    the other Python threads (page extraction in `asyncio.to_thread`, workflow activations in
+    the SDK's workflow task executor), and any other."""
     by_kind: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
