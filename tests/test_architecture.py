@@ -18,7 +18,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "learning_platform"
-IO_LIBRARIES = {"sqlalchemy", "asyncpg", "httpx", "openai", "aioboto3", "botocore", "trafilatura"}
+IO_LIBRARIES = {
+    "sqlalchemy", "asyncpg", "httpx", "aiohttp", "openai", "aioboto3", "botocore", "trafilatura",
+}  # fmt: skip
 CONTRACT_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "typing"}
 
 

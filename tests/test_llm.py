@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,12 +34,13 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def llm(fake: FakeOpenAI) -> JsonLlm:
+async def llm(fake: FakeOpenAI) -> AsyncIterator[JsonLlm]:
     fake.requests.clear()
     settings = Settings(**fake.settings_update(openai_timeout_seconds=0.5))
     built = build_llm(settings)
     assert built is not None
-    return built
+    yield built
+    await built.close()
 
 
 async def ask(llm: JsonLlm) -> Any:
@@ -143,3 +145,27 @@ async def test_requests_are_counted_by_outcome(fake: FakeOpenAI, llm: JsonLlm) -
         "retryable_error": 1,
         "permanent_error": 1,
     }
+
+
+async def test_an_unreachable_server_is_retryable() -> None:
+    settings = Settings(openai_api_key="k", openai_base_url="http://127.0.0.1:9/v1")
+    llm = build_llm(settings)
+    assert llm is not None
+    with pytest.raises(LlmRetryableError, match="cannot reach the LLM server"):
+        await ask(llm)
+    await llm.close()
+
+
+def test_one_client_serves_successive_event_loops(fake: FakeOpenAI) -> None:
+    """Its connection pool belongs to the loop that made it; another loop gets its own."""
+    llm = build_llm(Settings(**fake.settings_update()))
+    assert llm is not None
+
+    async def ask_title() -> str:
+        fake.script(Reply.json(SUMMARY))
+        summary, _ = await ask(llm)
+        return str(summary.title)
+
+    assert asyncio.run(ask_title()) == "Spacing"
+    assert asyncio.run(ask_title()) == "Spacing"
+    asyncio.run(llm.close())
