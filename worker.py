@@ -112,10 +112,12 @@ def create_workers(
 ) -> list[Worker]:
     """The main queue's worker first, then the AI queue's (concurrency-capped) worker."""
     main = create_worker(client, deps, task_queue)
+    ai_queue = build_ai_activities(deps)
     ai = Worker(
         client,
         task_queue=ai_task_queue(main.task_queue),
-        activities=build_ai_activities(deps),
+        activities=ai_queue.activities,
+        plugins=[ai_queue.plugin],
         max_concurrent_activities=deps.settings.ai_max_concurrency,
         identity=worker_identity(),
         graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),

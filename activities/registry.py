@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.plugin import SimplePlugin
 
 from activities.ai_processing import SessionAiActivities, SessionProcessingActivities
 from activities.browsing_sessions import BrowsingSessionActivities
@@ -17,6 +19,7 @@ from activities.outbox_handlers import build_handlers
 from activities.outbox_relay import OutboxRelayActivities
 from activities.question_sets import QuestionAiActivities, QuestionSetActivities
 from activities.retention import RetentionActivities
+from learning_platform.ai.llm import build_llm
 from learning_platform.core.settings import Settings
 from learning_platform.crawler.fetch import Crawler, CrawlPolicy, build_http_client
 from learning_platform.jobs.ai_processing.ai import build_session_ai
@@ -71,12 +74,41 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     ]
 
 
-def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
+class ConnectionPool(Protocol):
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AiQueue:
+    """The AI task queue's activities and the connection pools they share (the crawler's, the
+    LLM's), which `plugin` closes once the queue's worker has stopped."""
+
+    activities: list[Callable[..., Any]]
+    pools: tuple[ConnectionPool, ...]
+
+    @property
+    def plugin(self) -> SimplePlugin:
+        @asynccontextmanager
+        async def close_pools_after_run() -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                for pool in self.pools:
+                    await pool.aclose()
+
+        return SimplePlugin("learning-jobs.ai-connection-pools", run_context=close_pools_after_run)
+
+
+def build_ai_activities(deps: Dependencies) -> AiQueue:
     """Activities for the AI task queue (`TASK_QUEUE` + "-ai"), whose workers run at most
     AI_MAX_CONCURRENCY of them at once."""
     settings = deps.settings
+    http = build_http_client(settings.crawler_timeout_seconds)
     crawler = Crawler(
-        build_http_client(settings.crawler_timeout_seconds),
+        http,
         CrawlPolicy(
             allowed_hosts=frozenset(host.lower() for host in settings.crawler_allowed_hosts),
             max_bytes=settings.crawler_max_bytes,
@@ -84,23 +116,29 @@ def build_ai_activities(deps: Dependencies) -> list[Callable[..., Any]]:
             fetch_deadline_seconds=settings.crawler_fetch_deadline_seconds,
         ),
     )
-    # One limit for every LLM request this process makes, sessions and question sets alike.
+    # One LLM client (one connection pool) and one limit for every LLM request this process
+    # makes, sessions and question sets alike.
+    llm = build_llm(settings)
     llm_slots = asyncio.Semaphore(settings.ai_max_concurrency)
     session_ai = SessionAiActivities(
         deps.engine,
-        build_session_ai(settings),
+        build_session_ai(settings, llm),
         crawler,
         llm_slots=llm_slots,
         llm_concurrency=settings.ai_max_concurrency,
     )
     question_ai = QuestionAiActivities(
-        deps.engine, build_storage(settings), build_question_ai(settings), llm_slots=llm_slots
+        deps.engine, build_storage(settings), build_question_ai(settings, llm), llm_slots=llm_slots
     )
-    return [
-        session_ai.summarize_session_pages,
-        session_ai.build_mind_map,
-        session_ai.summarize_session,
-        session_ai.build_session_mind_map,
-        question_ai.generate_questions,
-        question_ai.generate_staged_questions,
-    ]
+
+    return AiQueue(
+        activities=[
+            session_ai.summarize_session_pages,
+            session_ai.build_mind_map,
+            session_ai.summarize_session,
+            session_ai.build_session_mind_map,
+            question_ai.generate_questions,
+            question_ai.generate_staged_questions,
+        ],
+        pools=(http,) if llm is None else (http, llm),
+    )

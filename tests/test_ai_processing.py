@@ -14,13 +14,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import learning_platform.commands.sessions as sessions_cli
-from activities.registry import Dependencies
+from activities.registry import Dependencies, build_ai_activities
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.ai_processing.contracts import (
     AiProcessingInput,
     AiProcessingResult,
     ProcessSessionInput,
     ProcessSessionResult,
+    ai_task_queue,
     session_workflow_id,
 )
 from learning_platform.jobs.ai_processing.starters import (
@@ -32,7 +33,7 @@ from tests.ai_processing_helpers import add_processing_session, rows, summarisin
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages
-from worker import create_workers
+from worker import create_worker, create_workers
 from workflows.ai_processing import AiProcessing, ProcessSession
 
 
@@ -374,3 +375,21 @@ async def test_cli_starts_a_session_and_reports_its_outcome(
 
     out = capsys.readouterr().out
     assert f"session-{session} started" in out and f"session-{session} completed" in out
+
+
+async def test_the_ai_worker_closes_its_connection_pools_when_it_stops(
+    engine: AsyncEngine, client: Client, ai_settings: Settings, pages: str
+) -> None:
+    deps = Dependencies(settings=ai_settings, engine=engine, temporal=client)
+    queue = build_ai_activities(deps)
+    ai = Worker(
+        client,
+        task_queue=ai_task_queue(ai_settings.task_queue),
+        activities=queue.activities,
+        plugins=[queue.plugin],
+    )
+    session = await add_processing_session(engine, await add_user(engine), [f"{pages}/article/0"])
+    async with ai, create_worker(client, deps) as main:
+        assert (await process(client, main, session)).outcome == "completed"
+        assert len(queue.pools) == 2 and not any(pool.is_closed for pool in queue.pools)
+    assert all(pool.is_closed for pool in queue.pools)

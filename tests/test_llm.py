@@ -40,7 +40,7 @@ async def llm(fake: FakeOpenAI) -> AsyncIterator[JsonLlm]:
     built = build_llm(settings)
     assert built is not None
     yield built
-    await built.close()
+    await built.aclose()
 
 
 async def ask(llm: JsonLlm) -> Any:
@@ -153,7 +153,7 @@ async def test_an_unreachable_server_is_retryable() -> None:
     assert llm is not None
     with pytest.raises(LlmRetryableError, match="cannot reach the LLM server"):
         await ask(llm)
-    await llm.close()
+    await llm.aclose()
 
 
 def test_one_client_serves_successive_event_loops(fake: FakeOpenAI) -> None:
@@ -168,4 +168,4 @@ def test_one_client_serves_successive_event_loops(fake: FakeOpenAI) -> None:
 
     assert asyncio.run(ask_title()) == "Spacing"
     assert asyncio.run(ask_title()) == "Spacing"
-    asyncio.run(llm.close())
+    asyncio.run(llm.aclose())

@@ -104,6 +104,10 @@ class _Connections:
             self._loop = loop
         return self._session
 
+    @property
+    def is_closed(self) -> bool:
+        return self._session is None or self._session.closed
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -115,8 +119,13 @@ class JsonLlm:
         self.model = model
         self._max_reasks = max_reasks
 
-    async def close(self) -> None:
-        """Close the connection pool (a later request opens a new one)."""
+    @property
+    def is_closed(self) -> bool:
+        """No connection pool is open (none yet, or closed)."""
+        return self._connections.is_closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a later request opens a new one); as httpx's `aclose`."""
         await self._connections.close()
 
     async def complete_json(

@@ -15,7 +15,6 @@ from learning_platform.ai import offline
 from learning_platform.ai.llm import (
     InvalidOutputError,
     JsonLlm,
-    build_llm,
     truncate_to_token_budget,
 )
 from learning_platform.core.settings import Settings
@@ -243,9 +242,8 @@ class OfflineSessionAi:
         )
 
 
-def build_session_ai(settings: Settings) -> SessionAi:
-    """The provider the settings ask for; logs which one, once per call (once per worker)."""
-    llm = build_llm(settings)
+def build_session_ai(settings: Settings, llm: JsonLlm | None) -> SessionAi:
+    """The LLM provider, or the offline one without an LLM client; logs which, once per worker."""
     if llm is None:
         log.info("AI provider: offline extractive (OPENAI_API_KEY is not set)")
         return OfflineSessionAi()

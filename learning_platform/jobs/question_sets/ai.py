@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from learning_platform.ai.llm import JsonLlm, build_llm, truncate_to_token_budget
+from learning_platform.ai.llm import JsonLlm, truncate_to_token_budget
 from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.contracts import TokenUsage
@@ -139,8 +139,7 @@ class OfflineQuestionAi:
         return questions, TokenUsage(model=OFFLINE_GENERATOR)
 
 
-def build_question_ai(settings: Settings) -> QuestionAi:
-    llm = build_llm(settings)
+def build_question_ai(settings: Settings, llm: JsonLlm | None) -> QuestionAi:
     if llm is None:
         log.info("question generation: offline cloze builder (OPENAI_API_KEY is not set)")
         return OfflineQuestionAi()
