@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm_errors import as_application_error
 from learning_platform.ai.llm import (
+    MAX_RESPONSE_BYTES,
     JsonLlm,
     LlmPermanentError,
     LlmRetryableError,
@@ -169,3 +170,11 @@ def test_one_client_serves_successive_event_loops(fake: FakeOpenAI) -> None:
     assert asyncio.run(ask_title()) == "Spacing"
     assert asyncio.run(ask_title()) == "Spacing"
     asyncio.run(llm.aclose())
+
+
+async def test_an_answer_too_large_to_be_a_completion_is_not_read_whole(
+    fake: FakeOpenAI, llm: JsonLlm
+) -> None:
+    fake.script(Reply.text("x" * (MAX_RESPONSE_BYTES + 1)))
+    with pytest.raises(LlmRetryableError, match=r"larger than 4,194,304 bytes"):
+        await ask(llm)

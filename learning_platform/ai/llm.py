@@ -205,7 +205,8 @@ class JsonLlm:
                 headers=_JSON,
                 proxy=self._connections.proxy,
             ) as response:
-                status, headers, content = response.status, response.headers, await response.read()
+                status, headers = response.status, response.headers
+                content = await _read_capped(response)
         except TimeoutError as exc:
             raise LlmRetryableError(f"LLM request timed out: {_describe(exc)}") from exc
         except aiohttp.ClientError as exc:
@@ -233,6 +234,22 @@ class JsonLlm:
 
 
 _JSON = {"Content-Type": "application/json"}
+
+# A chat completion is kilobytes; a server (or a proxy in front of it) that sends more is not
+# answering: the body is not read past this.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise LlmRetryableError(
+                f"the LLM server's answer is larger than {MAX_RESPONSE_BYTES:,} bytes "
+                f"(HTTP {response.status}); check OPENAI_BASE_URL points at the API"
+            )
+    return bytes(body)
 
 
 def _describe(exc: Exception) -> str:
