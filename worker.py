@@ -37,7 +37,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.registry import Dependencies, build_activities, build_ai_activities
+from activities.registry import AiQueue, Dependencies, build_activities, build_ai_activities
 from learning_platform.commands.arguments import CommandParser, bounded_seconds
 from learning_platform.commands.process_exit import exits_without_teardown, reports_operator_errors
 from learning_platform.core.database import check_database, create_engine, resolve_database_url
@@ -107,23 +107,27 @@ def create_worker(client: Client, deps: Dependencies, task_queue: str | None = N
     )
 
 
-def create_workers(
-    client: Client, deps: Dependencies, task_queue: str | None = None
-) -> list[Worker]:
-    """The main queue's worker first, then the AI queue's (concurrency-capped) worker."""
-    main = create_worker(client, deps, task_queue)
-    ai_queue = build_ai_activities(deps)
-    ai = Worker(
+def create_ai_worker(client: Client, deps: Dependencies, queue: AiQueue, task_queue: str) -> Worker:
+    """The AI queue's worker (at most AI_MAX_CONCURRENCY activities at once); it closes the
+    queue's connection pools when it stops."""
+    return Worker(
         client,
-        task_queue=ai_task_queue(main.task_queue),
-        activities=ai_queue.activities,
-        plugins=[ai_queue.plugin],
+        task_queue=ai_task_queue(task_queue),
+        activities=queue.activities,
+        plugins=[queue.plugin],
         max_concurrent_activities=deps.settings.ai_max_concurrency,
         identity=worker_identity(),
         graceful_shutdown_timeout=timedelta(seconds=deps.settings.worker_shutdown_grace_seconds),
         deployment_config=deployment_config(deps.settings),
     )
-    return [main, ai]
+
+
+def create_workers(
+    client: Client, deps: Dependencies, task_queue: str | None = None
+) -> list[Worker]:
+    """The main queue's worker first, then the AI queue's (concurrency-capped) worker."""
+    main = create_worker(client, deps, task_queue)
+    return [main, create_ai_worker(client, deps, build_ai_activities(deps), main.task_queue)]
 
 
 def _version_name(settings: Settings) -> str:

@@ -21,7 +21,6 @@ from learning_platform.jobs.ai_processing.contracts import (
     AiProcessingResult,
     ProcessSessionInput,
     ProcessSessionResult,
-    ai_task_queue,
     session_workflow_id,
 )
 from learning_platform.jobs.ai_processing.starters import (
@@ -33,7 +32,7 @@ from tests.ai_processing_helpers import add_processing_session, rows, summarisin
 from tests.factories import add_user
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply
 from tests.pages_server import serving_pages
-from worker import create_worker, create_workers
+from worker import create_ai_worker, create_worker, create_workers
 from workflows.ai_processing import AiProcessing, ProcessSession
 
 
@@ -382,12 +381,7 @@ async def test_the_ai_worker_closes_its_connection_pools_when_it_stops(
 ) -> None:
     deps = Dependencies(settings=ai_settings, engine=engine, temporal=client)
     queue = build_ai_activities(deps)
-    ai = Worker(
-        client,
-        task_queue=ai_task_queue(ai_settings.task_queue),
-        activities=queue.activities,
-        plugins=[queue.plugin],
-    )
+    ai = create_ai_worker(client, deps, queue, ai_settings.task_queue)
     session = await add_processing_session(engine, await add_user(engine), [f"{pages}/article/0"])
     async with ai, create_worker(client, deps) as main:
         assert (await process(client, main, session)).outcome == "completed"
