@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, interleaved, settled, without_autovacuum
 from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import QuestionSetCleanupInput
 from learning_platform.jobs.question_sets.models import MAX_QUESTION_SET_RETRIES
@@ -184,6 +185,6 @@ if __name__ == "__main__":
     parser.add_argument("--sets", type=int, default=100_000)
     parser.add_argument("--stale", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=Settings().cleanup_batch_size)
     args = parser.parse_args()
     exits_without_teardown(asyncio.run)(main(args.sets, args.stale, args.runs, args.batch_size))

@@ -8,7 +8,7 @@ measurement, raw and job interleaved for --runs runs (raw, job, then job, raw, .
           each committed on its own; timed on a sample and extrapolated (once)
 
     .venv/bin/python -m bench.session_cleanup [--sessions N] [--stale N] [--runs N]
-                                              [--seed-sample N (0: skip)]
+                                              [--seed-sample N (0: skip)] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stack import bench_stack, interleaved, settled, timed, without_autovacuum
 from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.settings import Settings
 from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
 from workflows.browsing_sessions import CleanupStaleSessions
 
@@ -120,8 +121,8 @@ async def _update_one_by_one(engine: AsyncEngine, ids: list[int]) -> None:
             )
 
 
-async def main(sessions: int, stale: int, runs: int, seed_sample: int) -> None:
-    async with bench_stack() as stack:
+async def main(sessions: int, stale: int, runs: int, seed_sample: int, batch_size: int) -> None:
+    async with bench_stack(cleanup_batch_size=batch_size) as stack:
         print(f"loading {sessions:,} sessions, {stale:,} stale ...", flush=True)
         await load(stack.engine, sessions, stale)
         await without_autovacuum(stack.engine, "sessions")
@@ -172,7 +173,8 @@ if __name__ == "__main__":
     parser.add_argument("--stale", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed-sample", type=int, default=3_000)
+    parser.add_argument("--batch-size", type=int, default=Settings().cleanup_batch_size)
     args = parser.parse_args()
     exits_without_teardown(asyncio.run)(
-        main(args.sessions, args.stale, args.runs, args.seed_sample)
+        main(args.sessions, args.stale, args.runs, args.seed_sample, args.batch_size)
     )
