@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import bench_stack, interleaved, settled, timed, without_autovacuum
+from bench.stack import BenchStack, bench_stack, interleaved, settled, timed, without_autovacuum
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
@@ -121,6 +121,17 @@ async def _update_one_by_one(engine: AsyncEngine, ids: list[int]) -> None:
             )
 
 
+async def run_job(stack: BenchStack) -> int:
+    """The CleanupStaleSessions workflow through the dev server and the stack's worker."""
+    result = await stack.client.execute_workflow(
+        CleanupStaleSessions.run,
+        CleanupStaleSessionsInput(scheduled_time=SCHEDULED),
+        id=f"bench-cleanup-{uuid.uuid4()}",
+        task_queue=stack.settings.task_queue,
+    )
+    return result.failed_sessions
+
+
 async def main(sessions: int, stale: int, runs: int, seed_sample: int, batch_size: int) -> None:
     async with bench_stack(cleanup_batch_size=batch_size) as stack:
         print(f"loading {sessions:,} sessions, {stale:,} stale ...", flush=True)
@@ -128,13 +139,7 @@ async def main(sessions: int, stale: int, runs: int, seed_sample: int, batch_siz
         await without_autovacuum(stack.engine, "sessions")
 
         async def job() -> int:
-            result = await stack.client.execute_workflow(
-                CleanupStaleSessions.run,
-                CleanupStaleSessionsInput(scheduled_time=SCHEDULED),
-                id=f"bench-cleanup-{uuid.uuid4()}",
-                task_queue=stack.settings.task_queue,
-            )
-            return result.failed_sessions
+            return await run_job(stack)
 
         # Warm-up: worker, pool, plans, and the table once through a cleanup and its restore,
         # the state every measurement then starts from.
