@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import BenchStack, bench_stack, interleaved, settled, timed, without_autovacuum
+from bench.stack import (
+    BenchStack,
+    bench_stack,
+    interleaved,
+    run_workflow,
+    settled,
+    timed,
+    without_autovacuum,
+)
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
@@ -139,13 +146,8 @@ async def batches_alone(engine: AsyncEngine, batch_size: int) -> int:
 
 async def run_job(stack: BenchStack) -> int:
     """The QuestionSetCleanup workflow through the dev server and the stack's worker."""
-    result = await stack.client.execute_workflow(
-        QuestionSetCleanup.run,
-        QuestionSetCleanupInput(scheduled_time=SCHEDULED),
-        id=f"bench-qs-cleanup-{uuid.uuid4()}",
-        task_queue=stack.settings.task_queue,
-    )
-    return result.failed_sets
+    input = QuestionSetCleanupInput(scheduled_time=SCHEDULED)
+    return (await run_workflow(stack, QuestionSetCleanup.run, input)).failed_sets
 
 
 async def main(sets: int, stale: int, runs: int, batch_size: int) -> None:

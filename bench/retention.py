@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import BenchStack, bench_stack, interleaved, settled, without_autovacuum
+from bench.stack import (
+    BenchStack,
+    bench_stack,
+    interleaved,
+    run_workflow,
+    settled,
+    without_autovacuum,
+)
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.jobs.retention.contracts import RetentionInput
 from workflows.retention import Retention
@@ -99,13 +105,8 @@ async def raw_delete(engine: AsyncEngine) -> int:
 async def run_job(stack: BenchStack) -> int:
     """The Retention workflow through the dev server and the stack's worker; the
     notifications it deleted (the other tables are empty: each adds one empty pass)."""
-    result = await stack.client.execute_workflow(
-        Retention.run,
-        RetentionInput(scheduled_time=SCHEDULED, notification_max_age_days=30),
-        id=f"bench-retention-{uuid.uuid4()}",
-        task_queue=stack.settings.task_queue,
-    )
-    return result.notifications
+    input = RetentionInput(scheduled_time=SCHEDULED, notification_max_age_days=30)
+    return (await run_workflow(stack, Retention.run, input)).notifications
 
 
 async def main(total: int, expired: int, runs: int) -> None:

@@ -38,6 +38,7 @@ from bench.stack import (
     autocommit,
     bench_stack,
     interleaved,
+    run_workflow,
     settled,
     without_autovacuum,
 )
@@ -87,18 +88,9 @@ async def restore_daily(engine: AsyncEngine, users: int) -> None:
     await settled(engine, "learn_stats")
 
 
-async def raw_daily(engine: AsyncEngine) -> int:
-    return await learn_stats.raw_daily(engine)
-
-
 async def daily_job(stack: BenchStack) -> int:
-    result = await stack.client.execute_workflow(
-        LearnStatsDaily.run,
-        LearnStatsDailyInput(scheduled_time=learn_stats.DAILY_AT),
-        id=f"bench-scale-daily-{time.time_ns()}",
-        task_queue=stack.settings.task_queue,
-    )
-    return result.reset_streaks
+    input = LearnStatsDailyInput(scheduled_time=learn_stats.DAILY_AT)
+    return (await run_workflow(stack, LearnStatsDaily.run, input)).reset_streaks
 
 
 # ---- learn-stats-weekly: totals recounted from the learning records --------------------------
@@ -120,18 +112,9 @@ async def restore_weekly(engine: AsyncEngine, records: int) -> None:
     await settled(engine, "learn_stats")
 
 
-async def raw_weekly(engine: AsyncEngine) -> int:
-    return await learn_stats.raw_weekly(engine)
-
-
 async def weekly_job(stack: BenchStack) -> int:
-    result = await stack.client.execute_workflow(
-        LearnStatsWeekly.run,
-        LearnStatsWeeklyInput(scheduled_time=learn_stats.WEEKLY_AT),
-        id=f"bench-scale-weekly-{time.time_ns()}",
-        task_queue=stack.settings.task_queue,
-    )
-    return result.corrected_users
+    input = LearnStatsWeeklyInput(scheduled_time=learn_stats.WEEKLY_AT)
+    return (await run_workflow(stack, LearnStatsWeekly.run, input)).corrected_users
 
 
 FAMILIES = {
@@ -169,7 +152,7 @@ FAMILIES = {
             "one UPDATE",
             load_daily,
             restore_daily,
-            raw_daily,
+            learn_stats.raw_daily,
             daily_job,
             DAILY_TABLES,
         ),
@@ -178,7 +161,7 @@ FAMILIES = {
             "one statement",
             load_weekly,
             restore_weekly,
-            raw_weekly,
+            learn_stats.raw_weekly,
             weekly_job,
             WEEKLY_TABLES,
         ),

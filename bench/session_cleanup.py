@@ -16,13 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import BenchStack, bench_stack, interleaved, settled, timed, without_autovacuum
+from bench.stack import (
+    BenchStack,
+    bench_stack,
+    interleaved,
+    run_workflow,
+    settled,
+    timed,
+    without_autovacuum,
+)
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.browsing_sessions.contracts import CleanupStaleSessionsInput
@@ -123,13 +130,8 @@ async def _update_one_by_one(engine: AsyncEngine, ids: list[int]) -> None:
 
 async def run_job(stack: BenchStack) -> int:
     """The CleanupStaleSessions workflow through the dev server and the stack's worker."""
-    result = await stack.client.execute_workflow(
-        CleanupStaleSessions.run,
-        CleanupStaleSessionsInput(scheduled_time=SCHEDULED),
-        id=f"bench-cleanup-{uuid.uuid4()}",
-        task_queue=stack.settings.task_queue,
-    )
-    return result.failed_sessions
+    input = CleanupStaleSessionsInput(scheduled_time=SCHEDULED)
+    return (await run_workflow(stack, CleanupStaleSessions.run, input)).failed_sessions
 
 
 async def main(sessions: int, stale: int, runs: int, seed_sample: int, batch_size: int) -> None:

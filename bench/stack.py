@@ -71,6 +71,13 @@ async def bench_stack(**setting_overrides: Any) -> AsyncIterator[BenchStack]:
         await env.shutdown()
 
 
+async def run_workflow(stack: BenchStack, run: Callable[[Any, Any], Awaitable[T]], arg: Any) -> T:
+    """A job's workflow through the dev server and the stack's worker (as a schedule starts it)."""
+    return await stack.client.execute_workflow(
+        run, arg, id=f"bench-{uuid.uuid4()}", task_queue=stack.settings.task_queue
+    )
+
+
 async def timed(action: Callable[[], Awaitable[T]]) -> tuple[float, T]:
     started = time.perf_counter()
     result = await action()
