@@ -269,6 +269,8 @@ def plot(points: list[dict[str, Any]]) -> None:
     curves.legend(fontsize=7, loc="upper left")
     ratios.axhline(1.3, color="red", linewidth=0.8, linestyle="--", label="1.3x")
     ratios.set_xscale("log")
+    ratios.set_yscale("log")
+    ratios.set_yticks([1, 1.3, 2, 5, 10, 20, 50], labels=["1", "1.3", "2", "5", "10", "20", "50"])
     ratios.set_xlabel("rows in the table walked")
     ratios.set_ylabel("job ÷ raw  (median ●, worst run ▼)")
     ratios.set_title("overhead of the batches and the workflow")
@@ -284,6 +286,25 @@ def plot(points: list[dict[str, Any]]) -> None:
     figure.tight_layout()
     figure.savefig(PLOT, dpi=110)
     print(f"plot: {PLOT}")
+
+
+def table(points: list[dict[str, Any]]) -> str:
+    """The points as the Markdown table of docs/benchmarks.md."""
+    lines = [
+        "| job | rows | changed | raw (median) | job (median) | job ÷ raw per run | load (1 min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        ratios = ", ".join(
+            f"{j / r:.2f}" for j, r in zip(p["job_seconds"], p["raw_seconds"], strict=True)
+        )
+        lines.append(
+            f"| {p['job']} | {p['rows']:,} | {p['changed']:,} "
+            f"| {statistics.median(p['raw_seconds']):.3f} s "
+            f"| {statistics.median(p['job_seconds']):.3f} s | {ratios} "
+            f"| {p['load_average'][0].split()[0]} → {p['load_average'][1].split()[0]} |"
+        )
+    return "\n".join(lines)
 
 
 async def main(jobs: list[str], sizes: list[int], runs: int) -> None:
@@ -314,9 +335,14 @@ if __name__ == "__main__":
         "--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000], metavar="ROWS"
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--plot-only", action="store_true", help="redraw from the JSON")
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="redraw the plot and print the table, from the JSON",
+    )
     args = parser.parse_args()
     if args.plot_only:
+        print(table(saved_points()))
         plot(saved_points())
     else:
         exits_without_teardown(asyncio.run)(main(args.jobs, args.sizes, args.runs))
