@@ -250,8 +250,10 @@ def plot(points: list[dict[str, Any]]) -> None:
         ratios.plot(rows, worst, "v:", color=colour, alpha=0.5)
     all_rows = sorted({p["rows"] for p in points})
     if all_rows:
-        # Slope 1 through the smallest size's cheapest raw time: where linear growth would lie.
-        low = min(statistics.median(p["raw_seconds"]) for p in points if p["rows"] == all_rows[0])
+        # Slope 1 from the smallest size's median job time: where linear growth would lie.
+        low = statistics.median(
+            statistics.median(p["job_seconds"]) for p in points if p["rows"] == all_rows[0]
+        )
         curves.plot(
             all_rows,
             [low * n / all_rows[0] for n in all_rows],
