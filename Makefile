@@ -75,7 +75,13 @@ test-containers: setup
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=300 $(CONTAINER_PACKAGES); }
 	$(BIN)/pytest -m containers -s tests/containers
 
-bench: setup
+BENCH_INSTALLED := $(VENV)/.installed-bench
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench
 
 # Re-pin after changing dependencies in pyproject.toml.

@@ -32,9 +32,8 @@ class BrowsingSessionActivities:
             browsing_sessions.fail_stale_batch,
             cutoff=params.cutoff,
             reason=params.reason,
-            limit=self._batch_size,
         )
-        return await run_batches(self._engine, batch)
+        return await run_batches(self._engine, batch, limit=self._batch_size)
 
     @implements(contracts.record_active_sessions)
     async def record_active_sessions(self) -> int:

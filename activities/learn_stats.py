@@ -32,10 +32,8 @@ class LearnStatsActivities:
     @implements(contracts.reset_broken_streaks)
     async def reset_broken_streaks(self, params: LearnStatsJobParams) -> LearnStatsDailyResult:
         yesterday = self._local_date(params.scheduled_time) - timedelta(days=1)
-        batch = partial(
-            learn_stats.reset_broken_streaks_batch, yesterday=yesterday, limit=self._batch_size
-        )
-        reset = await run_batches(self._engine, batch)
+        batch = partial(learn_stats.reset_broken_streaks_batch, yesterday=yesterday)
+        reset = await run_batches(self._engine, batch, limit=self._batch_size)
         return LearnStatsDailyResult(yesterday=yesterday.isoformat(), reset_streaks=reset)
 
     @implements(contracts.recalculate_learn_stats)
@@ -46,8 +44,7 @@ class LearnStatsActivities:
             learn_stats.recalculate_batch,
             week_start=week_start,
             yesterday=today - timedelta(days=1),
-            limit=self._batch_size,
         )
-        corrected = await run_batches(self._engine, batch)
+        corrected = await run_batches(self._engine, batch, limit=self._batch_size)
         activity.logger.info("learn stats recalculated", extra={"corrected_users": corrected})
         return LearnStatsWeeklyResult(week_start=week_start.isoformat(), corrected_users=corrected)

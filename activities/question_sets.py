@@ -193,9 +193,8 @@ class QuestionSetActivities:
             question_sets.fail_stale_batch,
             cutoff=params.cutoff,
             reason=params.reason,
-            limit=self._settings.cleanup_batch_size,
         )
-        return await run_batches(self._engine, batch)
+        return await run_batches(self._engine, batch, limit=self._settings.cleanup_batch_size)
 
     @implements(contracts.retry_failed_question_sets)
     async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
@@ -212,9 +211,10 @@ class QuestionSetActivities:
             sources.delete_unused_batch,
             delete_objects=self._storage.delete,
             requested_before=params.requested_before,
-            limit=self._settings.source_cleanup_batch_size,
         )
-        return await run_batches(self._engine, batch)
+        return await run_batches(
+            self._engine, batch, limit=self._settings.source_cleanup_batch_size
+        )
 
 
 class QuestionAiActivities:

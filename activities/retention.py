@@ -26,6 +26,5 @@ class RetentionActivities:
             retention.prune_batch,
             target=retention.TARGETS[params.target],
             cutoff=params.cutoff,
-            limit=self._batch_size,
         )
-        return await run_batches(self._engine, batch)
+        return await run_batches(self._engine, batch, limit=self._batch_size)

@@ -1,6 +1,7 @@
 """question-set-cleanup over 100,000 question sets of which 20,000 are stale.
 
-Measured in one run, on the same data restored before each measurement (median of --runs):
+Measured in one run, on the same data restored (vacuumed, checkpointed) before each
+measurement, the four interleaved for --runs runs (the order reversed every other run):
   job         — the QuestionSetCleanup workflow on the dev server, with the production worker:
                 keyset batches (CLEANUP_BATCH_SIZE), version bump, and a notification for every
                 stale set that has no retry left (a quarter of them here)
@@ -15,17 +16,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import bench_stack, timed
+from bench.stack import (
+    BenchStack,
+    bench_stack,
+    interleaved,
+    run_workflow,
+    settled,
+    timed,
+    without_autovacuum,
+)
 from learning_platform.commands.process_exit import exits_without_teardown
+from learning_platform.core.settings import Settings
 from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import QuestionSetCleanupInput
 from learning_platform.jobs.question_sets.models import MAX_QUESTION_SET_RETRIES
@@ -83,9 +89,8 @@ async def restore(engine: AsyncEngine) -> int:
             {"cutoff": CUTOFF},
         )
         await conn.execute(text("TRUNCATE notifications"))
+    await settled(engine, "question_sets", "notifications")
     async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM ANALYZE question_sets, notifications"))
         stale = await conn.scalar(
             text(
                 "SELECT count(*) FROM question_sets WHERE status = 'pending' AND requested_at < :c"
@@ -139,16 +144,10 @@ async def batches_alone(engine: AsyncEngine, batch_size: int) -> int:
             return total
 
 
-async def median_seconds(
-    engine: AsyncEngine, runs: int, action: Callable[[], Awaitable[int]], expected: int
-) -> float:
-    durations = []
-    for _ in range(runs):
-        assert await restore(engine) == expected
-        seconds, changed = await timed(action)
-        assert changed == expected, (changed, expected)
-        durations.append(seconds)
-    return statistics.median(durations)
+async def run_job(stack: BenchStack) -> int:
+    """The QuestionSetCleanup workflow through the dev server and the stack's worker."""
+    input = QuestionSetCleanupInput(scheduled_time=SCHEDULED)
+    return (await run_workflow(stack, QuestionSetCleanup.run, input)).failed_sets
 
 
 async def main(sets: int, stale: int, runs: int, batch_size: int) -> None:
@@ -157,44 +156,40 @@ async def main(sets: int, stale: int, runs: int, batch_size: int) -> None:
         await load(stack.engine, sets, stale)
 
         async def job() -> int:
-            result = await stack.client.execute_workflow(
-                QuestionSetCleanup.run,
-                QuestionSetCleanupInput(scheduled_time=SCHEDULED),
-                id=f"bench-qs-cleanup-{uuid.uuid4()}",
-                task_queue=stack.settings.task_queue,
-            )
-            return result.failed_sets
+            return await run_job(stack)
 
-        await job()  # warm-up: worker, connection pool, plans
-        load_before = os.getloadavg()
-        raw_seconds = await median_seconds(
-            stack.engine, runs, lambda: raw_update(stack.engine), stale
+        await without_autovacuum(stack.engine, "question_sets", "notifications")
+        assert await restore(stack.engine) == stale
+        await job()  # warm-up: worker, connection pool, plans, the table's restored layout
+        measured = await interleaved(
+            runs,
+            lambda: restore(stack.engine),
+            {
+                "raw": lambda: raw_update(stack.engine),
+                "equivalent": lambda: equivalent_raw_sql(stack.engine),
+                "batches": lambda: batches_alone(stack.engine, batch_size),
+                "job": job,
+            },
+            stale,
         )
-        equivalent_seconds = await median_seconds(
-            stack.engine, runs, lambda: equivalent_raw_sql(stack.engine), stale
-        )
-        batches_seconds = await median_seconds(
-            stack.engine, runs, lambda: batches_alone(stack.engine, batch_size), stale
-        )
-        job_seconds = await median_seconds(stack.engine, runs, job, stale)
-        load_after = os.getloadavg()
         assert await restore(stack.engine) == stale
         await job()
         async with stack.engine.connect() as conn:
             notified = await conn.scalar(text("SELECT count(*) FROM notifications"))
+        # A run that finds nothing: what a run costs before its first row.
+        empty = sorted([(await timed(job))[0] for _ in range(5)])
 
-    print(f"{sets:,} sets, {stale:,} stale, batch size {batch_size:,}, median of {runs}")
-    print(f"load average (1 min)     {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"{sets:,} sets, {stale:,} stale, batch size {batch_size:,}, {runs} runs")
+    print(f"load average             {measured.load_before} before, {measured.load_after} after")
     print(f"notifications written    {notified:,} (sets with no retry left)")
-    print(f"raw UPDATE               {raw_seconds:8.3f} s")
-    print(f"equivalent raw SQL       {equivalent_seconds:8.3f} s   (UPDATE + notifications)")
+    for name in measured.seconds:
+        print(measured.report(name))
     print(
-        f"job's batches alone      {batches_seconds:8.3f} s   "
-        f"/ equivalent = {batches_seconds / equivalent_seconds:.2f}x"
+        f"job with nothing to do   {empty[len(empty) // 2]:8.3f} s   (median of 5: the fixed cost)"
     )
-    print(f"job (Temporal workflow)  {job_seconds:8.3f} s")
-    print(f"job / raw UPDATE         {job_seconds / raw_seconds:8.2f}x  (target <= 1.5x)")
-    print(f"job / equivalent raw SQL {job_seconds / equivalent_seconds:8.2f}x")
+    print(measured.ratio_report("job", "raw", target=1.3))
+    print(measured.ratio_report("job", "equivalent"))
+    print(measured.ratio_report("batches", "equivalent"))
 
 
 if __name__ == "__main__":
@@ -202,6 +197,6 @@ if __name__ == "__main__":
     parser.add_argument("--sets", type=int, default=100_000)
     parser.add_argument("--stale", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=Settings().cleanup_batch_size)
     args = parser.parse_args()
     exits_without_teardown(asyncio.run)(main(args.sets, args.stale, args.runs, args.batch_size))

@@ -1,25 +1,31 @@
 """retention over 10,000,000 notifications of which 3,000,000 are past their age.
 
-Measured in one run, on the same data restored (and vacuumed) before each measurement:
+Measured in one run, on the same data restored (vacuumed, checkpointed) before each
+measurement, raw and job interleaved for --runs runs (3: each run moves 3 M rows twice):
   raw — one DELETE statement over every expired row (the floor)
   job — the Retention workflow on the dev server with the production worker: batches of
         RETENTION_BATCH_SIZE, each its own transaction with its checkpoint
 
-    .venv/bin/python -m bench.retention [--notifications N] [--expired N]
+    .venv/bin/python -m bench.retention [--notifications N] [--expired N] [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stack import bench_stack, timed
+from bench.stack import (
+    BenchStack,
+    bench_stack,
+    interleaved,
+    run_workflow,
+    settled,
+    without_autovacuum,
+)
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.jobs.retention.contracts import RetentionInput
 from workflows.retention import Retention
@@ -78,9 +84,8 @@ async def restore(engine: AsyncEngine, total: int, expired: int) -> int:
         )
     if missing == 0:
         await insert_rows(engine, 0, expired - 1, total, expired)
+    await settled(engine, "notifications")
     async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM ANALYZE notifications"))
         return int(
             await conn.scalar(
                 text("SELECT count(*) FROM notifications WHERE created_at < :c"), {"c": CUTOFF}
@@ -97,39 +102,39 @@ async def raw_delete(engine: AsyncEngine) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def main(total: int, expired: int) -> None:
-    # The other tables stay empty: each adds one empty pass to the job.
+async def run_job(stack: BenchStack) -> int:
+    """The Retention workflow through the dev server and the stack's worker; the
+    notifications it deleted (the other tables are empty: each adds one empty pass)."""
+    input = RetentionInput(scheduled_time=SCHEDULED, notification_max_age_days=30)
+    return (await run_workflow(stack, Retention.run, input)).notifications
+
+
+async def main(total: int, expired: int, runs: int) -> None:
     async with bench_stack() as stack:
         print(f"loading {total:,} notifications, {expired:,} expired ...", flush=True)
         await load(stack.engine, total, expired)
+        await without_autovacuum(stack.engine, "notifications")
         assert await restore(stack.engine, total, expired) == expired
+        assert await run_job(stack) == expired  # warm-up, and the restored layout
+        measured = await interleaved(
+            runs,
+            lambda: restore(stack.engine, total, expired),
+            {"raw": lambda: raw_delete(stack.engine), "job": lambda: run_job(stack)},
+            expired,
+        )
 
-        async def job() -> int:
-            result = await stack.client.execute_workflow(
-                Retention.run,
-                RetentionInput(scheduled_time=SCHEDULED, notification_max_age_days=30),
-                id=f"bench-retention-{uuid.uuid4()}",
-                task_queue=stack.settings.task_queue,
-            )
-            return result.notifications
-
-        raw_seconds, raw_count = await timed(lambda: raw_delete(stack.engine))
-        assert await restore(stack.engine, total, expired) == expired
-        job_seconds, job_count = await timed(job)
-        assert raw_count == job_count == expired, (raw_count, job_count)
-
-    print(f"load average             {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"batch size               {stack.settings.retention_batch_size:,}")
-    print(f"raw DELETE               {raw_seconds:8.2f} s")
-    print(
-        f"job (Temporal workflow)  {job_seconds:8.2f} s   "
-        f"job / raw  = {job_seconds / raw_seconds:.2f}x"
-    )
+    print(f"{total:,} notifications, {expired:,} expired, batch size "
+          f"{stack.settings.retention_batch_size:,}")  # fmt: skip
+    print(f"load average             {measured.load_before} before, {measured.load_after} after")
+    print(measured.report("raw"))
+    print(measured.report("job"))
+    print(measured.ratio_report("job", "raw"))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=10_000_000)
     parser.add_argument("--expired", type=int, default=3_000_000)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    exits_without_teardown(asyncio.run)(main(args.notifications, args.expired))
+    exits_without_teardown(asyncio.run)(main(args.notifications, args.expired, args.runs))

@@ -231,3 +231,61 @@ async def test_concurrent_sweeps_split_the_rows_without_doubling(
 
     assert sum(totals) == count
     assert set((await session_statuses(engine)).values()) == {"failed"}
+
+
+async def test_the_sweep_walks_both_statuses_in_one_pass_in_update_order(
+    engine: AsyncEngine,
+) -> None:
+    """Recording and paused sessions in one walk by (updated_at, id): each batch takes the
+    oldest rows of either status, and every position names the last status swept."""
+    user = await add_user(engine)
+    base = SCHEDULED - timedelta(days=3)
+    statuses = ["paused", "recording", "recording", "paused", "recording"]
+    sessions = [
+        await add_session(engine, user, status, base + timedelta(minutes=i))
+        for i, status in enumerate(statuses)
+    ]
+    environment = ActivityEnvironment()
+    heartbeats: list[tuple[Any, ...]] = []
+    environment.on_heartbeat = lambda *details: heartbeats.append(details)
+
+    total = await environment.run(
+        BrowsingSessionActivities(engine, batch_size=2).fail_stale_sessions,
+        FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale"),
+    )
+
+    assert total == 5
+    assert set((await session_statuses(engine)).values()) == {"failed"}
+    last = [("recording", base + timedelta(minutes=i), sessions[i]) for i in (1, 3, 4)]
+    assert heartbeats == [(2, encode_position(last[0])), (4, encode_position(last[1])),
+                          (5, encode_position(last[2]))]  # fmt: skip
+
+
+async def test_a_position_inside_an_earlier_status_from_an_older_release_walks_again(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """The status-by-status walk of earlier releases stood at ("paused", t, id) with no
+    recording session done yet; resuming from it as a position of the merged walk would skip
+    the recording sessions before (t, id). The retry walks again from the start instead, with
+    the checkpoint's count."""
+    user = await add_user(engine)
+    old = SCHEDULED - timedelta(days=2)
+    done = await add_session(engine, user, "paused", old + timedelta(minutes=2))
+    recording_before = await add_session(engine, user, "recording", old)
+    paused_after = await add_session(engine, user, "paused", old + timedelta(minutes=3))
+    environment = ActivityEnvironment()
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE sessions SET status = 'failed' WHERE id = :id"), {"id": done}
+        )
+        position = ("paused", old + timedelta(minutes=2), done)
+        await save_checkpoint(conn, checkpoint_key(environment.info), Checkpoint(1, position))
+
+    total = await environment.run(
+        BrowsingSessionActivities(engine, settings.cleanup_batch_size).fail_stale_sessions,
+        FailStaleSessionsParams(cutoff=SCHEDULED - timedelta(hours=24), reason="stale"),
+    )
+
+    assert total == 3
+    statuses = await session_statuses(engine)
+    assert statuses[recording_before] == statuses[paused_after] == "failed"

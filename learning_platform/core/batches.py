@@ -152,6 +152,19 @@ async def save_checkpoint(conn: AsyncConnection, key: str, checkpoint: Checkpoin
     )
 
 
+# A batch holds the row locks of what it changed until it commits, so its time is bounded:
+# after a batch that took longer than this the next takes proportionally fewer rows, and while
+# batches are quicker the size grows back, at most doubling per batch, to the configured one.
+BATCH_TARGET_SECONDS = 1.0
+
+
+def next_limit(limit: int, *, most: int, took: float, target: float = BATCH_TARGET_SECONDS) -> int:
+    """The size of the batch after one of `limit` rows that took `took` seconds: as many rows
+    as fit in `target` at that rate, at most twice `limit` and `most`, at least one."""
+    fits = int(limit * target / took) if took > 0 else most
+    return max(1, min(most, 2 * limit, fits))
+
+
 KEEP_FOR = timedelta(days=7)
 
 

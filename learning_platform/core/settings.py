@@ -66,7 +66,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     stale_session_age_hours: float = Field(default=24, gt=0)
-    cleanup_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # Rows per batch of the batch jobs (each batch one transaction with its checkpoint); a batch
+    # that outlasts core.batches.BATCH_TARGET_SECONDS makes the next one smaller. 20,000 rather
+    # than 5,000: the commit, checkpoint and round trips of a batch cost 15-25 ms, a quarter of
+    # a 5,000-row batch's time (docs/benchmarks.md).
+    cleanup_batch_size: int = Field(default=20_000, ge=1, le=100_000)
 
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_max_attempts: int = Field(
@@ -104,7 +108,7 @@ class Settings(BaseSettings):
     url_summary_ttl_days: float = Field(
         default=30, gt=0, description="Cached page summaries older than this are re-made"
     )
-    retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    retention_batch_size: int = Field(default=20_000, ge=1, le=100_000)
 
     # Tracing (learning_platform.core.tracing): on when an OTLP endpoint is set. The exporter reads
     # the other standard OTEL_* variables itself.
