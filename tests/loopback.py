@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -42,3 +43,18 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+@contextmanager
+def refused_ports(count: int) -> Iterator[list[int]]:
+    """Loopback ports that refuse connections for as long as this lasts: each is bound and not
+    listening, so no other process (a parallel test's server) can take it meanwhile, as it could
+    a port that was only free a moment ago."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for sock in held:
+            sock.bind(("127.0.0.1", 0))
+        yield [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()

@@ -5,15 +5,18 @@ no traceback unless `--debug`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from learning_platform.commands.arguments import MAX_DATABASE_ID
 from learning_platform.core.database import resolve_database_url
-from learning_platform.core.metrics import free_loopback_port
 from learning_platform.core.settings import Settings
 from tests.command_runs import one_line_failures, run_at_once
+from tests.loopback import refused_ports
 from tests.worker_process import worker_env
 
 PASSWORD = "s3cr3t-db-password-7f1c"
@@ -21,9 +24,15 @@ BEYOND_INT64 = str(MAX_DATABASE_ID + 1)
 BACKFILL = ["schedules.py", "backfill", "cleanup-stale-sessions"]
 
 
-def unreachable_database_url() -> str:
-    """A URL with a password, on a loopback port nothing listens on."""
-    return f"postgresql://app:{PASSWORD}@127.0.0.1:{free_loopback_port()}/app"
+@pytest.fixture
+def refused() -> Iterator[list[int]]:
+    with refused_ports(2) as ports:
+        yield ports
+
+
+def unreachable_database_url(port: int) -> str:
+    """A URL with a password, on a loopback port that refuses connections."""
+    return f"postgresql://app:{PASSWORD}@127.0.0.1:{port}/app"
 
 
 def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
@@ -120,16 +129,16 @@ def test_bad_arguments_and_unknown_things_end_in_one_line_and_status_2(
 
 
 def test_unreachable_servers_end_in_one_line_and_status_1_without_the_password(
-    settings: Settings,
+    settings: Settings, refused: list[int]
 ) -> None:
+    database_port, temporal_port = refused
     env = worker_env(settings)
-    no_database = {**env, "DATABASE_URL": unreachable_database_url()}
+    no_database = {**env, "DATABASE_URL": unreachable_database_url(database_port)}
     test_database = make_url(resolve_database_url(settings))
     no_such_db = {
         **env,
         "DATABASE_URL": test_database.set(database="no_such_db").render_as_string(False),
     }
-    temporal_port = free_loopback_port()
     no_temporal = {**env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}"}
     database_down = "/app is unreachable: Connection refused; check DATABASE_URL"
     temporal_down = f"Temporal at 127.0.0.1:{temporal_port} is unreachable (Connection refused)"
@@ -173,13 +182,13 @@ def test_unreachable_servers_end_in_one_line_and_status_1_without_the_password(
     assert "check TEMPORAL_ADDRESS" in results["schedules, Temporal down"].stderr
 
 
-def test_debug_adds_the_traceback(settings: Settings) -> None:
+def test_debug_adds_the_traceback(settings: Settings, refused: list[int]) -> None:
     argv = ["-m", "learning_platform", "outbox", "dead-letters", "list", "--debug"]
     results = run_at_once(
         {
             "debug": (
                 argv,
-                {**worker_env(settings), "DATABASE_URL": unreachable_database_url()},
+                {**worker_env(settings), "DATABASE_URL": unreachable_database_url(refused[0])},
             )
         }
     )

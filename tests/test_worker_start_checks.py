@@ -29,9 +29,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from learning_platform.core.database import resolve_database_url
-from learning_platform.core.metrics import free_loopback_port
 from learning_platform.core.settings import Settings
 from tests.command_runs import PROJECT_ROOT, run_at_once
+from tests.loopback import refused_ports
 from tests.worker_process import WorkerProcess, _pump, running_worker, worker_env
 
 PASSWORD = "worker-db-password-2a9d"
@@ -75,6 +75,12 @@ async def namespace_with_session_id_as_keyword(client: Client) -> str:
 
 
 @pytest.fixture
+def refused() -> Iterator[list[int]]:
+    with refused_ports(2) as ports:
+        yield ports
+
+
+@pytest.fixture
 def taken_port() -> Iterator[int]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -87,9 +93,9 @@ def test_a_worker_that_cannot_work_says_why_in_one_line_and_exits(
     namespace_without_search_attributes: str,
     namespace_with_session_id_as_keyword: str,
     taken_port: int,
+    refused: list[int],
 ) -> None:
-    temporal_port = free_loopback_port()
-    database_port = free_loopback_port()
+    temporal_port, database_port = refused
     broken = {
         "database unreachable": (
             {"DATABASE_URL": f"postgresql://app:{PASSWORD}@127.0.0.1:{database_port}/app"},
@@ -240,9 +246,9 @@ def test_a_waiting_worker_gives_up_in_bounded_time_saying_what_it_waited_for(
     settings: Settings,
     namespace_without_search_attributes: str,
     namespace_with_session_id_as_keyword: str,
+    refused: list[int],
 ) -> None:
-    temporal_port = free_loopback_port()
-    database_port = free_loopback_port()
+    temporal_port, database_port = refused
     broken = {
         "search attribute never registered": (
             {"TEMPORAL_NAMESPACE": namespace_without_search_attributes},
@@ -298,11 +304,9 @@ def test_a_waiting_worker_gives_up_in_bounded_time_saying_what_it_waited_for(
 
 
 def test_a_waiting_worker_stops_at_sigterm_without_waiting_out_its_wait(
-    settings: Settings,
+    settings: Settings, refused: list[int]
 ) -> None:
-    env = worker_env(
-        settings, TEMPORAL_ADDRESS=f"127.0.0.1:{free_loopback_port()}", METRICS_PORT="0"
-    )
+    env = worker_env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{refused[0]}", METRICS_PORT="0")
     worker = started_worker(waiting_worker_argv(), env)
     try:
         first_log_starting(worker, "waiting for Temporal at")
