@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bench.stack import BenchStack, bench_stack, timed
 from learning_platform.commands.process_exit import exits_without_teardown
@@ -48,15 +48,20 @@ DELIVERY_LOG = (
 STOP_LOGGING = "ALTER TABLE outbox_events DISABLE TRIGGER bench_log_delivery"
 
 
+async def add_users(conn: AsyncConnection, users: int) -> None:
+    """The events' aggregates: `users` users, ids 1…users on an empty table."""
+    await conn.execute(
+        text(
+            "INSERT INTO users (email, display_name) "
+            "SELECT 'u' || n, 'u' FROM generate_series(1, :n) n"
+        ),
+        {"n": users},
+    )
+
+
 async def setup(engine: AsyncEngine, users: int) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO users (email, display_name) "
-                "SELECT 'u' || n, 'u' FROM generate_series(1, :n) n"
-            ),
-            {"n": users},
-        )
+        await add_users(conn, users)
         for statement in DELIVERY_LOG:
             await conn.execute(text(statement))
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.outbox_handlers import learning_recorded_handler
-from bench.outbox_relay import load_backlog
+from bench.outbox_relay import add_users, load_backlog
 from bench.stack import database_url
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.core.database import create_engine
@@ -50,13 +50,7 @@ async def main(rounds: int, backlog: int, users: int, batch_size: int) -> None:
     await asyncio.to_thread(upgrade, url)
     engine = create_engine(url, pool_size=2)
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO users (email, display_name) "
-                "SELECT 'u' || n, 'u' FROM generate_series(1, :n) n"
-            ),
-            {"n": users},
-        )
+        await add_users(conn, users)
     variants = {
         "bare": {LEARNING_RECORDED: nothing},
         "learning-stats": {LEARNING_RECORDED: learning_recorded_handler("Asia/Seoul")},
