@@ -114,7 +114,7 @@ class SessionProcessingActivities:
         self._temporal = temporal
         self._task_queue = task_queue
 
-    @implements(contracts.start_session_workflows)
+    @implements(contracts.AiProcessingActivities.start_session_workflows)
     async def start_session_workflows(
         self, params: StartSessionWorkflowsParams
     ) -> StartSessionWorkflowsResult:
@@ -143,7 +143,7 @@ class SessionProcessingActivities:
             already_running=len(waiting) - started,
         )
 
-    @implements(contracts.load_session_work)
+    @implements(contracts.AiProcessingActivities.load_session_work)
     async def load_session_work(self, params: ProcessSessionInput) -> SessionWork | None:
         async with self._engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
@@ -157,7 +157,7 @@ class SessionProcessingActivities:
             pages=[PageRef(url=page.url, title=page.title) for page in session.pages],
         )
 
-    @implements(contracts.load_session_state)
+    @implements(contracts.AiProcessingActivities.load_session_state)
     async def load_session_state(self, params: ProcessSessionInput) -> SessionState | None:
         async with self._engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
@@ -165,14 +165,14 @@ class SessionProcessingActivities:
             return None
         return SessionState(session.id, session.user_id, session.status, len(session.pages))
 
-    @implements(contracts.complete_session_with_stored_map)
+    @implements(contracts.AiProcessingActivities.complete_session_with_stored_map)
     async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
         async with self._engine.begin() as conn:
             return await session_processing.complete_session_with_stored_map(
                 conn, session_id=params.session_id, usage=params.usage
             )
 
-    @implements(contracts.complete_session)
+    @implements(contracts.AiProcessingActivities.complete_session)
     async def complete_session(self, params: CompleteSessionParams) -> bool:
         async with self._engine.begin() as conn:
             return await session_processing.complete_session(
@@ -184,7 +184,7 @@ class SessionProcessingActivities:
                 usage=params.usage,
             )
 
-    @implements(contracts.fail_session)
+    @implements(contracts.AiProcessingActivities.fail_session)
     async def fail_session(self, params: FailSessionParams) -> bool:
         async with self._engine.begin() as conn:
             reason = params.reason
@@ -215,7 +215,7 @@ class SessionAiActivities:
         self._llm_slots = llm_slots
         self._page_slots = asyncio.Semaphore(2 * llm_concurrency)
 
-    @implements(contracts.summarize_session_pages)
+    @implements(contracts.AiProcessingActivities.summarize_session_pages)
     async def summarize_session_pages(
         self, params: SummarizeSessionPagesParams
     ) -> SessionPagesResult:
@@ -236,7 +236,7 @@ class SessionAiActivities:
         )
         return SessionPagesResult([done[page.url] for page in params.pages])
 
-    @implements(contracts.summarize_session)
+    @implements(contracts.AiProcessingActivities.summarize_session)
     async def summarize_session(self, params: SessionIdParams) -> SessionPageCounts:
         """summarize_session_pages with the pages read from the database and counts returned:
         the session's URLs, titles and summaries stay out of the workflow's history."""
@@ -362,7 +362,7 @@ class SessionAiActivities:
                 conn, session_id, [session_processing.PageOutcome(url, outcome, http_status, error)]
             )
 
-    @implements(contracts.build_session_mind_map)
+    @implements(contracts.AiProcessingActivities.build_session_mind_map)
     async def build_session_mind_map(self, params: SessionIdParams) -> MindMapStored:
         """build_mind_map from the session's summaries in the database, the map stored there
         (complete_session_with_stored_map completes the session): only usage counts return."""
@@ -388,7 +388,7 @@ class SessionAiActivities:
             )
         return MindMapStored(mind_map.usage)
 
-    @implements(contracts.build_mind_map)
+    @implements(contracts.AiProcessingActivities.build_mind_map)
     async def build_mind_map(self, params: BuildMindMapParams) -> MindMapResult:
         pages = [
             SummarizedPage(page.url, page.title, page.summary, page.key_points)

@@ -22,7 +22,7 @@ class BrowsingSessionActivities:
         self._engine = engine
         self._batch_size = batch_size
 
-    @implements(contracts.fail_stale_sessions)
+    @implements(contracts.BrowsingSessionActivities.fail_stale_sessions)
     async def fail_stale_sessions(self, params: FailStaleSessionsParams) -> int:
         """Batch after batch, each its own short transaction, through every active status.
 
@@ -35,7 +35,7 @@ class BrowsingSessionActivities:
         )
         return await run_batches(self._engine, batch, limit=self._batch_size)
 
-    @implements(contracts.record_active_sessions)
+    @implements(contracts.BrowsingSessionActivities.record_active_sessions)
     async def record_active_sessions(self) -> int:
         async with self._engine.begin() as conn:
             count = await browsing_sessions.count_active(conn)

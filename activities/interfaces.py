@@ -1,8 +1,9 @@
 """Binding an implementation to the activity interface workflows call.
 
-Each family's `contracts.py` declares its activities as interfaces (`@activity.defn` on a
-function whose body only raises): workflows call those, so the activity's name and its input and
-result types come from one definition. `@implements(contracts.x)` registers a method under x's
+Each family's `contracts.py` declares its activities as interfaces (an `ActivityInterfaces`
+class: one `name: Activity[Input, Result]` line each, made into an `@activity.defn` function whose
+body only raises): workflows call those, so the activity's name and its input and result types
+come from one definition. `@implements(contracts.FamilyActivities.x)` registers a method under x's
 name and refuses, at import, a method whose parameters or result differ from x's (mypy checks
 the same statically)."""
 

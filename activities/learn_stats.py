@@ -29,14 +29,14 @@ class LearnStatsActivities:
     def _local_date(self, moment: datetime) -> date:
         return moment.astimezone(self._timezone).date()
 
-    @implements(contracts.reset_broken_streaks)
+    @implements(contracts.LearnStatsActivities.reset_broken_streaks)
     async def reset_broken_streaks(self, params: LearnStatsJobParams) -> LearnStatsDailyResult:
         yesterday = self._local_date(params.scheduled_time) - timedelta(days=1)
         batch = partial(learn_stats.reset_broken_streaks_batch, yesterday=yesterday)
         reset = await run_batches(self._engine, batch, limit=self._batch_size)
         return LearnStatsDailyResult(yesterday=yesterday.isoformat(), reset_streaks=reset)
 
-    @implements(contracts.recalculate_learn_stats)
+    @implements(contracts.LearnStatsActivities.recalculate_learn_stats)
     async def recalculate_learn_stats(self, params: LearnStatsJobParams) -> LearnStatsWeeklyResult:
         today = self._local_date(params.scheduled_time)
         week_start = today - timedelta(days=today.weekday())

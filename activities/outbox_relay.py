@@ -78,7 +78,7 @@ class OutboxRelayActivities:
             max_seconds=settings.outbox_retry_max_seconds,
         )
 
-    @implements(contracts.drain_outbox)
+    @implements(contracts.OutboxRelayActivities.drain_outbox)
     async def drain_outbox(self, params: DrainOutboxParams) -> DrainOutboxResult:
         """Deliver batches of one partition while there are events; between them, sleep until
         a NOTIFY (or the poll interval, which also picks up events whose retry delay ran out).
@@ -129,7 +129,7 @@ class OutboxRelayActivities:
         async with conn.begin():
             return await relay_partitions(conn)
 
-    @implements(contracts.ensure_outbox_relay)
+    @implements(contracts.OutboxRelayActivities.ensure_outbox_relay)
     async def ensure_outbox_relay(self) -> EnsureOutboxRelayResult:
         """Write OUTBOX_RELAY_PARTITIONS for the claims, then start each partition's relay unless
         it runs; Temporal allows one open run per id."""

@@ -107,7 +107,7 @@ class QuestionSetActivities:
         self._storage = storage
         self._settings = settings
 
-    @implements(contracts.prepare_question_generation)
+    @implements(contracts.QuestionSetActivities.prepare_question_generation)
     async def prepare_generation(self, params: QuestionGenerationInput) -> GenerationTarget:
         async with self._engine.connect() as conn:
             target = await question_sets.attempt_target(
@@ -123,7 +123,7 @@ class QuestionSetActivities:
             question_count=target.question_count,
         )
 
-    @implements(contracts.check_question_generation_attempt)
+    @implements(contracts.QuestionSetActivities.check_question_generation_attempt)
     async def check_generation_attempt(self, params: QuestionGenerationInput) -> GenerationAttempt:
         async with self._engine.connect() as conn:
             target = await question_sets.attempt_target(
@@ -133,7 +133,7 @@ class QuestionSetActivities:
             return GenerationAttempt(on_attempt=False)
         return GenerationAttempt(on_attempt=True, question_count=target.question_count)
 
-    @implements(contracts.complete_staged_question_generation)
+    @implements(contracts.QuestionSetActivities.complete_staged_question_generation)
     async def complete_staged_generation(
         self, params: QuestionGenerationInput
     ) -> CompletedGeneration:
@@ -151,7 +151,7 @@ class QuestionSetActivities:
             return CompletedGeneration(completed=False)
         return CompletedGeneration(completed=True, question_count=saved)
 
-    @implements(contracts.save_generated_questions)
+    @implements(contracts.QuestionSetActivities.save_generated_questions)
     async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
         """True when saved; False when the set has moved on (its result is then discarded)."""
         with _conflicts_as_retryable():
@@ -171,7 +171,7 @@ class QuestionSetActivities:
                     ],
                 )
 
-    @implements(contracts.fail_question_generation_attempt)
+    @implements(contracts.QuestionSetActivities.fail_question_generation_attempt)
     async def fail_generation_attempt(self, params: FailGenerationAttemptParams) -> bool:
         with _conflicts_as_retryable():
             async with self._engine.begin() as conn:
@@ -183,7 +183,7 @@ class QuestionSetActivities:
                     retryable=params.retryable,
                 )
 
-    @implements(contracts.fail_stale_question_sets)
+    @implements(contracts.QuestionSetActivities.fail_stale_question_sets)
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
         """Batch after batch, each its own short transaction, until one comes back short.
 
@@ -196,7 +196,7 @@ class QuestionSetActivities:
         )
         return await run_batches(self._engine, batch, limit=self._settings.cleanup_batch_size)
 
-    @implements(contracts.retry_failed_question_sets)
+    @implements(contracts.QuestionSetActivities.retry_failed_question_sets)
     async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
         """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a
         backlog drains over a few runs without flooding the LLM with new attempts at once."""
@@ -204,7 +204,7 @@ class QuestionSetActivities:
             retried = await question_sets.retry_failed_batch(conn, limit=params.limit)
         return len(retried)
 
-    @implements(contracts.delete_unused_sources)
+    @implements(contracts.QuestionSetActivities.delete_unused_sources)
     async def delete_unused_sources(self, params: DeleteUnusedSourcesParams) -> int:
         """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
         batch = partial(
@@ -232,7 +232,7 @@ class QuestionAiActivities:
         self._ai = question_ai
         self._llm_slots = llm_slots
 
-    @implements(contracts.generate_staged_questions)
+    @implements(contracts.QuestionSetActivities.generate_staged_questions)
     async def generate_staged_questions(self, params: QuestionGenerationInput) -> StagedQuestions:
         """generate_questions with the source read from the database and the questions staged
         there (question_drafts): only their count returns. A retry after the questions were
@@ -263,7 +263,7 @@ class QuestionAiActivities:
             )
         return StagedQuestions(staged=staged)
 
-    @implements(contracts.generate_questions)
+    @implements(contracts.QuestionSetActivities.generate_questions)
     async def generate_questions(self, params: GenerateQuestionsParams) -> GeneratedQuestions:
         """The step of workflows started before GENERATION_IDS_ONLY_PATCH (questions in the
         history)."""

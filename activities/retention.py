@@ -18,7 +18,7 @@ class RetentionActivities:
         self._engine = engine
         self._batch_size = batch_size
 
-    @implements(contracts.prune_expired_rows)
+    @implements(contracts.RetentionActivities.prune_expired_rows)
     async def prune_expired_rows(self, params: PruneParams) -> int:
         """Delete the target's rows older than `cutoff`, batch after batch. Repeating it
         deletes nothing more."""

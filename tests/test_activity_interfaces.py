@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -17,6 +17,12 @@ from temporalio import activity
 import activities
 import learning_platform.jobs
 from activities.interfaces import InterfaceMismatchError, implements
+from learning_platform.jobs.contracts import (
+    RUNS_ON_THE_WORKER,
+    Activity,
+    ActivityInterfaces,
+    NoInputActivity,
+)
 
 
 def modules_of(package: ModuleType) -> Iterator[ModuleType]:
@@ -32,10 +38,12 @@ def activity_name(function: Callable[..., Any]) -> str | None:
 def interfaces() -> dict[str, Callable[..., Any]]:
     found = {}
     for module in modules_of(learning_platform.jobs):
-        if module.__name__.endswith(".contracts"):
-            for _, function in inspect.getmembers(module, inspect.iscoroutinefunction):
-                name = activity_name(function)
-                if name is not None and function.__module__ == module.__name__:
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, ActivityInterfaces) and cls.__module__ == module.__name__:
+                for _, function in inspect.getmembers(cls, inspect.iscoroutinefunction):
+                    name = activity_name(function)
+                    assert name is not None, f"{function.__qualname__} is no activity"
+                    assert name not in found, f"activity {name!r} is declared twice"
                     found[name] = function
     return found
 
@@ -68,9 +76,39 @@ class Params:
     n: int
 
 
-@activity.defn
-async def count_things(params: Params) -> int:
-    raise NotImplementedError
+class Counting(ActivityInterfaces):
+    count_things: Activity[Params, int]
+    count_all: NoInputActivity[list[int] | None]
+
+
+count_things = Counting.count_things
+
+
+def test_each_annotation_becomes_an_activity_with_its_name_input_and_result() -> None:
+    with_input = activity._Definition.must_from_callable(Counting.count_things)
+    assert (with_input.name, with_input.arg_types, with_input.ret_type) == (
+        "count_things",
+        [Params],
+        int,
+    )
+    without = activity._Definition.must_from_callable(Counting.count_all)
+    assert (without.name, without.arg_types, without.ret_type) == (
+        "count_all",
+        [],
+        list[int] | None,
+    )
+
+
+async def test_an_interface_called_in_process_says_it_runs_on_the_worker() -> None:
+    with pytest.raises(NotImplementedError, match=RUNS_ON_THE_WORKER):
+        await Counting.count_things(Params(1))
+
+
+def test_an_interface_of_two_inputs_is_refused_at_import() -> None:
+    with pytest.raises(TypeError, match=r"Wide\.pair: an activity takes one dataclass input"):
+
+        class Wide(ActivityInterfaces):
+            pair: Callable[[Params, Params], Awaitable[int]]
 
 
 def test_an_implementation_with_another_signature_is_refused_at_import() -> None:

@@ -21,7 +21,7 @@ from learning_platform.jobs.question_sets import queries as question_sets
 from learning_platform.jobs.question_sets.contracts import (
     QuestionGenerationInput,
     QuestionGenerationResult,
-    complete_staged_question_generation,
+    QuestionSetActivities,
     generation_workflow_id,
 )
 from learning_platform.storage import build_storage
@@ -285,7 +285,7 @@ async def test_cleanup_committing_under_a_finishing_attempt_makes_it_conflict_an
         async for event in handle.fetch_history_events()
         if event.HasField("activity_task_started_event_attributes")
         and _activity_name(await _scheduled(handle, event))
-        == complete_staged_question_generation.__name__
+        == QuestionSetActivities.complete_staged_question_generation.__name__
     ]
     assert save_attempts == [2], "the conflict should have failed the first save attempt"
 

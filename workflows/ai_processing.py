@@ -14,6 +14,7 @@ from learning_platform.jobs.ai_processing.contracts import (
     IDS_ONLY_PATCH,
     SESSION_WORKFLOW,
     SWEEPER_WORKFLOW,
+    AiProcessingActivities,
     AiProcessingInput,
     AiProcessingResult,
     BuildMindMapParams,
@@ -29,16 +30,6 @@ from learning_platform.jobs.ai_processing.contracts import (
     StartSessionWorkflowsParams,
     SummarizeSessionPagesParams,
     ai_task_queue,
-    build_mind_map,
-    build_session_mind_map,
-    complete_session,
-    complete_session_with_stored_map,
-    fail_session,
-    load_session_state,
-    load_session_work,
-    start_session_workflows,
-    summarize_session,
-    summarize_session_pages,
 )
 from workflows.job_run import job_run
 from workflows.retry_policies import DATABASE_RETRY, LLM_RETRY
@@ -65,7 +56,7 @@ class AiProcessing:
             after = 0
             while True:
                 batch = await workflow.execute_activity(
-                    start_session_workflows,
+                    AiProcessingActivities.start_session_workflows,
                     StartSessionWorkflowsParams(after_session_id=after, limit=params.batch_size),
                     start_to_close_timeout=timedelta(minutes=5),
                     retry_policy=DATABASE_RETRY,
@@ -97,7 +88,9 @@ class ProcessSession:
         return await self._run_with_content(params)
 
     async def _run_on_ids(self, session_id: int) -> ProcessSessionResult:
-        state = await _database_step(load_session_state, ProcessSessionInput(session_id))
+        state = await _database_step(
+            AiProcessingActivities.load_session_state, ProcessSessionInput(session_id)
+        )
         if state is None or state.status != "processing":
             workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
             return ProcessSessionResult(session_id=session_id, outcome="skipped")
@@ -112,7 +105,7 @@ class ProcessSession:
         workflow.set_current_details(f"Summarising {state.page_count} pages")
         try:
             counts = await _ai_activity(
-                summarize_session,
+                AiProcessingActivities.summarize_session,
                 SessionIdParams(session_id),
                 start_to_close=PAGES_ACTIVITY_TIMEOUT,
             )
@@ -130,14 +123,17 @@ class ProcessSession:
             f"Building the mind map from {counts.summarized + counts.cached} pages"
         )
         try:
-            stored = await _ai_activity(build_session_mind_map, SessionIdParams(session_id))
+            stored = await _ai_activity(
+                AiProcessingActivities.build_session_mind_map, SessionIdParams(session_id)
+            )
         except ActivityError as exc:
             return await self._fail(
                 session_id, f"the mind map could not be built: {_cause(exc)}", usage
             )
         usage.add(stored.usage)
         await _database_step(
-            complete_session_with_stored_map, CompleteStoredSessionParams(session_id, usage)
+            AiProcessingActivities.complete_session_with_stored_map,
+            CompleteStoredSessionParams(session_id, usage),
         )
         workflow.set_current_details(
             f"Completed: {usage.pages_summarized} pages summarised, {usage.pages_cached} from "
@@ -148,7 +144,7 @@ class ProcessSession:
     async def _run_with_content(self, params: ProcessSessionInput) -> ProcessSessionResult:
         """The path of workflows started before IDS_ONLY_PATCH (pages in the history)."""
         session_id = params.session_id
-        work = await _database_step(load_session_work, params)
+        work = await _database_step(AiProcessingActivities.load_session_work, params)
         if work is None or work.status != "processing":
             workflow.logger.info("session not processing, nothing to do", extra=_ids(session_id))
             return ProcessSessionResult(session_id=session_id, outcome="skipped")
@@ -172,7 +168,8 @@ class ProcessSession:
             return await self._fail(session_id, _no_pages_reason(pages), usage, log_reason=False)
         try:
             mind_map = await _ai_activity(
-                build_mind_map, BuildMindMapParams(session_id, work.title, readable)
+                AiProcessingActivities.build_mind_map,
+                BuildMindMapParams(session_id, work.title, readable),
             )
         except ActivityError as exc:
             return await self._fail(
@@ -180,7 +177,7 @@ class ProcessSession:
             )
         usage.add(mind_map.usage)
         await _database_step(
-            complete_session,
+            AiProcessingActivities.complete_session,
             CompleteSessionParams(session_id=session_id, mind_map=mind_map, usage=usage),
         )
         return self._completed(session_id, usage)
@@ -198,7 +195,7 @@ class ProcessSession:
         if not work.pages:
             return []
         result = await _ai_activity(
-            summarize_session_pages,
+            AiProcessingActivities.summarize_session_pages,
             SummarizeSessionPagesParams(session_id=work.session_id, pages=work.pages),
             start_to_close=PAGES_ACTIVITY_TIMEOUT,
         )
@@ -215,7 +212,8 @@ class ProcessSession:
         """`log_reason=False` for a reason that names pages (the old path's): the worker's
         log gets ids, the reason is in sessions.failure_reason."""
         await _database_step(
-            fail_session, FailSessionParams(session_id, reason, usage, list_failed_pages)
+            AiProcessingActivities.fail_session,
+            FailSessionParams(session_id, reason, usage, list_failed_pages),
         )
         logged = reason if log_reason else "none of the visited pages could be summarised"
         workflow.logger.warning(

@@ -8,13 +8,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from learning_platform.jobs.browsing_sessions.contracts import (
+    BrowsingSessionActivities,
     CleanupStaleSessionsInput,
     CleanupStaleSessionsResult,
     FailStaleSessionsParams,
     UpdateMetricsInput,
     UpdateMetricsResult,
-    fail_stale_sessions,
-    record_active_sessions,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import batch_activity
@@ -31,7 +30,7 @@ class CleanupStaleSessions:
             cutoff = scheduled_time(params.scheduled_time) - timedelta(hours=params.max_age_hours)
             reason = f"no activity for {params.max_age_hours:g} hours (stale cleanup)"
             failed = await batch_activity(
-                fail_stale_sessions,
+                BrowsingSessionActivities.fail_stale_sessions,
                 FailStaleSessionsParams(cutoff=cutoff, reason=reason),
                 start_to_close=timedelta(minutes=10),
                 heartbeat=timedelta(seconds=30),
@@ -48,7 +47,7 @@ class UpdateMetrics:
     async def run(self, params: UpdateMetricsInput) -> UpdateMetricsResult:
         async with job_run("update-metrics") as run:
             count: int = await workflow.execute_activity(
-                record_active_sessions,
+                BrowsingSessionActivities.record_active_sessions,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

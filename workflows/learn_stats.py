@@ -7,13 +7,12 @@ from datetime import timedelta
 from temporalio import workflow
 
 from learning_platform.jobs.learn_stats.contracts import (
+    LearnStatsActivities,
     LearnStatsDailyInput,
     LearnStatsDailyResult,
     LearnStatsJobParams,
     LearnStatsWeeklyInput,
     LearnStatsWeeklyResult,
-    recalculate_learn_stats,
-    reset_broken_streaks,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import batch_activity
@@ -27,7 +26,7 @@ class LearnStatsDaily:
     async def run(self, params: LearnStatsDailyInput) -> LearnStatsDailyResult:
         async with job_run("learn-stats-daily") as run:
             result = await batch_activity(
-                reset_broken_streaks,
+                LearnStatsActivities.reset_broken_streaks,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
                 start_to_close=timedelta(hours=1),
                 heartbeat=timedelta(minutes=1),
@@ -44,7 +43,7 @@ class LearnStatsWeekly:
     async def run(self, params: LearnStatsWeeklyInput) -> LearnStatsWeeklyResult:
         async with job_run("learn-stats-weekly") as run:
             result = await batch_activity(
-                recalculate_learn_stats,
+                LearnStatsActivities.recalculate_learn_stats,
                 LearnStatsJobParams(scheduled_time=scheduled_time(params.scheduled_time)),
                 start_to_close=timedelta(hours=3),
                 heartbeat=timedelta(minutes=2),

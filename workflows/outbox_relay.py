@@ -14,9 +14,8 @@ from learning_platform.jobs.outbox_relay.contracts import (
     DrainOutboxParams,
     EnsureOutboxRelayInput,
     EnsureOutboxRelayResult,
+    OutboxRelayActivities,
     OutboxRelayInput,
-    drain_outbox,
-    ensure_outbox_relay,
 )
 from workflows.job_run import job_run
 from workflows.retry_policies import DATABASE_RETRY
@@ -32,7 +31,7 @@ class OutboxRelay:
     async def run(self, params: OutboxRelayInput) -> None:
         for _ in range(params.drains_per_run):
             drained = await workflow.execute_activity(
-                drain_outbox,
+                OutboxRelayActivities.drain_outbox,
                 DrainOutboxParams(run_seconds=params.drain_seconds, partition=params.partition),
                 start_to_close_timeout=timedelta(seconds=params.drain_seconds + 120),
                 # A crashed worker's drain is taken over this soon by another worker.
@@ -64,7 +63,7 @@ class EnsureOutboxRelay:
     async def run(self, params: EnsureOutboxRelayInput) -> EnsureOutboxRelayResult:
         async with job_run("outbox-relay") as run:
             started: EnsureOutboxRelayResult = await workflow.execute_activity(
-                ensure_outbox_relay,
+                OutboxRelayActivities.ensure_outbox_relay,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

@@ -20,6 +20,7 @@ from learning_platform.jobs.question_sets.contracts import (
     GenerateQuestionsParams,
     QuestionGenerationInput,
     QuestionGenerationResult,
+    QuestionSetActivities,
     QuestionSetCleanupInput,
     QuestionSetCleanupResult,
     QuestionSetRetryInput,
@@ -28,16 +29,6 @@ from learning_platform.jobs.question_sets.contracts import (
     SaveGeneratedQuestionsParams,
     SourceCleanupInput,
     SourceCleanupResult,
-    check_question_generation_attempt,
-    complete_staged_question_generation,
-    delete_unused_sources,
-    fail_question_generation_attempt,
-    fail_stale_question_sets,
-    generate_questions,
-    generate_staged_questions,
-    prepare_question_generation,
-    retry_failed_question_sets,
-    save_generated_questions,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import DATABASE_RETRY, LLM_RETRY, batch_activity
@@ -72,7 +63,7 @@ class QuestionGeneration:
     async def _run_on_ids(self, params: QuestionGenerationInput) -> QuestionGenerationResult:
         ids = f"set {params.question_set_id}, attempt {params.attempt}"
         attempt = await workflow.execute_activity(
-            check_question_generation_attempt,
+            QuestionSetActivities.check_question_generation_attempt,
             params,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
@@ -85,7 +76,7 @@ class QuestionGeneration:
         workflow.set_current_details(f"Generating {attempt.question_count} questions")
         try:
             staged = await workflow.execute_activity(
-                generate_staged_questions,
+                QuestionSetActivities.generate_staged_questions,
                 params,
                 task_queue=ai_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(minutes=5),
@@ -98,7 +89,7 @@ class QuestionGeneration:
             return self._ended(QuestionGenerationResult(outcome="superseded"))
         workflow.set_current_details(f"Saving {staged.staged} questions")
         completed = await workflow.execute_activity(
-            complete_staged_question_generation,
+            QuestionSetActivities.complete_staged_question_generation,
             params,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=CONFLICT_RETRY,
@@ -120,7 +111,7 @@ class QuestionGeneration:
         """The path of workflows started before GENERATION_IDS_ONLY_PATCH (the source's title
         and storage key and the questions in the history)."""
         target = await workflow.execute_activity(
-            prepare_question_generation,
+            QuestionSetActivities.prepare_question_generation,
             params,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
@@ -129,7 +120,7 @@ class QuestionGeneration:
             return QuestionGenerationResult(outcome="superseded")
         try:
             generated = await workflow.execute_activity(
-                generate_questions,
+                QuestionSetActivities.generate_questions,
                 GenerateQuestionsParams(
                     question_set_id=params.question_set_id,
                     attempt=params.attempt,
@@ -145,7 +136,7 @@ class QuestionGeneration:
         except ActivityError as error:
             return await self._fail(params, error)
         saved = await workflow.execute_activity(
-            save_generated_questions,
+            QuestionSetActivities.save_generated_questions,
             SaveGeneratedQuestionsParams(
                 question_set_id=params.question_set_id,
                 attempt=params.attempt,
@@ -168,7 +159,7 @@ class QuestionGeneration:
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         bad_source = isinstance(cause, ApplicationError) and cause.type == BAD_SOURCE_ERROR
         failed = await workflow.execute_activity(
-            fail_question_generation_attempt,
+            QuestionSetActivities.fail_question_generation_attempt,
             FailGenerationAttemptParams(
                 question_set_id=params.question_set_id,
                 attempt=params.attempt,
@@ -197,7 +188,7 @@ class QuestionSetCleanup:
                 f"generation timed out (pending for over {params.max_pending_minutes:g} minutes)"
             )
             failed = await batch_activity(
-                fail_stale_question_sets,
+                QuestionSetActivities.fail_stale_question_sets,
                 FailStaleQuestionSetsParams(cutoff=cutoff, reason=reason),
                 start_to_close=timedelta(minutes=5),
                 heartbeat=timedelta(seconds=30),
@@ -215,7 +206,7 @@ class QuestionSetRetry:
     async def run(self, params: QuestionSetRetryInput) -> QuestionSetRetryResult:
         async with job_run("question-set-retry") as run:
             retried = await workflow.execute_activity(
-                retry_failed_question_sets,
+                QuestionSetActivities.retry_failed_question_sets,
                 RetryFailedQuestionSetsParams(limit=params.batch_size),
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=DATABASE_RETRY,
@@ -233,7 +224,7 @@ class SourceCleanup:
     async def run(self, params: SourceCleanupInput) -> SourceCleanupResult:
         async with job_run("source-cleanup") as run:
             deleted = await batch_activity(
-                delete_unused_sources,
+                QuestionSetActivities.delete_unused_sources,
                 DeleteUnusedSourcesParams(requested_before=scheduled_time(params.scheduled_time)),
                 start_to_close=timedelta(minutes=30),
                 heartbeat=timedelta(minutes=1),

@@ -12,9 +12,9 @@ from learning_platform.jobs.retention.contracts import (
     PAGE_CRAWLS,
     URL_SUMMARIES,
     PruneParams,
+    RetentionActivities,
     RetentionInput,
     RetentionResult,
-    prune_expired_rows,
 )
 from workflows.job_run import job_run, scheduled_time
 from workflows.retry_policies import batch_activity
@@ -37,7 +37,7 @@ class Retention:
             deleted: dict[str, int] = {}
             for target, days in ages.items():
                 deleted[target] = await batch_activity(
-                    prune_expired_rows,
+                    RetentionActivities.prune_expired_rows,
                     PruneParams(target=target, cutoff=now - timedelta(days=days)),
                     start_to_close=timedelta(minutes=30),
                     heartbeat=timedelta(minutes=1),

@@ -4,10 +4,13 @@ set, which the namespace must have registered (the worker checks at start)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import typing
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from temporalio import activity
 
 RUN_MEMO_KEY = "job_run"
 
@@ -15,10 +18,57 @@ RUN_MEMO_KEY = "job_run"
 SESSION_ID_SEARCH_ATTRIBUTE = "SessionId"
 SEARCH_ATTRIBUTES: Mapping[str, str] = {SESSION_ID_SEARCH_ATTRIBUTE: "Int"}
 
-# The body of every activity interface in the families' contracts: workflows call an interface
-# (its name and signature type the call); the worker runs the implementation registered under
-# the same name (`activities.interfaces.implements`).
+# What an activity interface raises if called in-process: only the worker's implementation runs.
 RUNS_ON_THE_WORKER = "an activity interface: the worker runs its implementation in activities/"
+
+Params = TypeVar("Params")
+Result = TypeVar("Result")
+
+# The type of an activity interface: `Activity[Params, Result]` takes one dataclass input,
+# `NoInputActivity[Result]` none. Workflows call it; its signature types the call.
+Activity = Callable[[Params], Awaitable[Result]]
+NoInputActivity = Callable[[], Awaitable[Result]]
+
+
+class ActivityInterfaces:
+    """A family's activities as workflows call them, one annotated line each:
+
+        class RetentionActivities(ActivityInterfaces):
+            prune_expired_rows: Activity[PruneParams, int]
+
+    Each annotation becomes an `@activity.defn` function named after the attribute, with the
+    annotation's input and result types, so `workflow.execute_activity(
+    RetentionActivities.prune_expired_rows, ...)` is typed by it (no `result_type=`) and
+    go-to-definition lands on the line. The worker registers the implementation bound to it
+    with `activities.interfaces.implements`. Define the class after the types it names.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, hint in typing.get_type_hints(cls).items():
+            setattr(cls, name, _interface(cls, name, hint))
+
+
+def _interface(owner: type, name: str, hint: object) -> Callable[..., Awaitable[Any]]:
+    inputs, awaited = typing.get_args(hint)
+    (result,) = typing.get_args(awaited)
+    if len(inputs) > 1:
+        raise TypeError(f"{owner.__name__}.{name}: an activity takes one dataclass input or none")
+
+    async def with_input(params: Any) -> Any:
+        raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+    async def without_input() -> Any:
+        raise NotImplementedError(RUNS_ON_THE_WORKER)
+
+    function = with_input if inputs else without_input
+    function.__annotations__ = (
+        {"params": inputs[0], "return": result} if inputs else {"return": result}
+    )
+    function.__name__ = name
+    function.__qualname__ = f"{owner.__qualname__}.{name}"
+    function.__module__ = owner.__module__
+    return activity.defn(name=name)(function)
 
 
 @dataclass

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule, TokenUsage
+from learning_platform.jobs.contracts import Activity, ActivityInterfaces, JobSchedule, TokenUsage
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -218,71 +216,40 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/ai_processing.py` implements each).
+class AiProcessingActivities(ActivityInterfaces):
+    """The activities, as workflows call them (`activities/ai_processing.py` implements each)."""
 
-
-@activity.defn
-async def start_session_workflows(
-    params: StartSessionWorkflowsParams,
-) -> StartSessionWorkflowsResult:
+    start_session_workflows: Activity[StartSessionWorkflowsParams, StartSessionWorkflowsResult]
     """One batch of processing sessions → one workflow each (running ones left alone)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def load_session_work(params: ProcessSessionInput) -> SessionWork | None:
+    load_session_work: Activity[ProcessSessionInput, SessionWork | None]
     """The session's status, title and pages (the path before IDS_ONLY_PATCH)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def load_session_state(params: ProcessSessionInput) -> SessionState | None:
+    load_session_state: Activity[ProcessSessionInput, SessionState | None]
     """The session's status and page count, or None if it is gone."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def complete_session_with_stored_map(params: CompleteStoredSessionParams) -> bool:
+    complete_session_with_stored_map: Activity[CompleteStoredSessionParams, bool]
     """Completes the session with its stored mind map; notifies its user."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def complete_session(params: CompleteSessionParams) -> bool:
+    complete_session: Activity[CompleteSessionParams, bool]
     """Stores the mind map and completes the session (the path before IDS_ONLY_PATCH)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def fail_session(params: FailSessionParams) -> bool:
+    fail_session: Activity[FailSessionParams, bool]
     """Fails the session with the reason; notifies its user. False if it was not processing."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def summarize_session_pages(params: SummarizeSessionPagesParams) -> SessionPagesResult:
+    summarize_session_pages: Activity[SummarizeSessionPagesParams, SessionPagesResult]
     """Each page's summary from the cache, or read and summarised now (then cached), all pages at
     once. A finished page is stored as it completes and the heartbeats carry the finished pages,
     so a retry (after a rate limit, say) redoes only the pages that did not finish; one a lost
     worker finished after its last beat comes from the cache."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def summarize_session(params: SessionIdParams) -> SessionPageCounts:
+    summarize_session: Activity[SessionIdParams, SessionPageCounts]
     """summarize_session_pages with the pages read from the database and counts returned: the
     session's URLs, titles and summaries stay out of the workflow's history."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def build_session_mind_map(params: SessionIdParams) -> MindMapStored:
+    build_session_mind_map: Activity[SessionIdParams, MindMapStored]
     """build_mind_map from the session's summaries in the database, the map stored there
     (complete_session_with_stored_map completes the session): only usage counts return."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def build_mind_map(params: BuildMindMapParams) -> MindMapResult:
+    build_mind_map: Activity[BuildMindMapParams, MindMapResult]
     """The mind map of the summarised pages (the path before IDS_ONLY_PATCH)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+from learning_platform.jobs.contracts import (
+    Activity,
+    ActivityInterfaces,
+    JobSchedule,
+    NoInputActivity,
+)
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -66,15 +69,10 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/browsing_sessions.py` implements each).
+class BrowsingSessionActivities(ActivityInterfaces):
+    """The activities as workflows call them (`activities/browsing_sessions.py` implements each)."""
 
-
-@activity.defn
-async def fail_stale_sessions(params: FailStaleSessionsParams) -> int:
+    fail_stale_sessions: Activity[FailStaleSessionsParams, int]
     """Batch after batch, each its own short transaction, per active status."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def record_active_sessions() -> int:
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
+    record_active_sessions: NoInputActivity[int]

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+from learning_platform.jobs.contracts import Activity, ActivityInterfaces, JobSchedule
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -70,14 +68,9 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/learn_stats.py` implements each).
+class LearnStatsActivities(ActivityInterfaces):
+    """The activities, as workflows call them (`activities/learn_stats.py` implements each)."""
 
+    reset_broken_streaks: Activity[LearnStatsJobParams, LearnStatsDailyResult]
 
-@activity.defn
-async def reset_broken_streaks(params: LearnStatsJobParams) -> LearnStatsDailyResult:
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
-
-
-@activity.defn
-async def recalculate_learn_stats(params: LearnStatsJobParams) -> LearnStatsWeeklyResult:
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
+    recalculate_learn_stats: Activity[LearnStatsJobParams, LearnStatsWeeklyResult]

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+from learning_platform.jobs.contracts import (
+    Activity,
+    ActivityInterfaces,
+    JobSchedule,
+    NoInputActivity,
+)
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -71,19 +74,14 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/outbox_relay.py` implements each).
+class OutboxRelayActivities(ActivityInterfaces):
+    """The activities, as workflows call them (`activities/outbox_relay.py` implements each)."""
 
+    drain_outbox: Activity[DrainOutboxParams, DrainOutboxResult]
+    """Deliver batches of one partition while there are events; between them, sleep until a NOTIFY
+    (or the poll interval, which also picks up events whose retry delay ran out). Ends at once
+    with `retired` if the partition count no longer includes the partition."""
 
-@activity.defn
-async def drain_outbox(params: DrainOutboxParams) -> DrainOutboxResult:
-    """Deliver batches of one partition while there are events; between them, sleep until a
-    NOTIFY (or the poll interval, which also picks up events whose retry delay ran out). Ends
-    at once with `retired` if the partition count no longer includes the partition."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
-
-
-@activity.defn
-async def ensure_outbox_relay() -> EnsureOutboxRelayResult:
-    """Write OUTBOX_RELAY_PARTITIONS for the claims, then start each partition's relay unless
-    it runs; Temporal allows one open run per id."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
+    ensure_outbox_relay: NoInputActivity[EnsureOutboxRelayResult]
+    """Write OUTBOX_RELAY_PARTITIONS for the claims, then start each partition's relay unless it
+    runs; Temporal allows one open run per id."""

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+from learning_platform.jobs.contracts import Activity, ActivityInterfaces, JobSchedule
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -209,70 +207,39 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/question_sets.py` implements each).
+class QuestionSetActivities(ActivityInterfaces):
+    """The activities, as workflows call them (`activities/question_sets.py` implements each)."""
 
-
-@activity.defn
-async def prepare_question_generation(params: QuestionGenerationInput) -> GenerationTarget:
+    prepare_question_generation: Activity[QuestionGenerationInput, GenerationTarget]
     """The source to generate from (the path before GENERATION_IDS_ONLY_PATCH), or superseded."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def check_question_generation_attempt(params: QuestionGenerationInput) -> GenerationAttempt:
+    check_question_generation_attempt: Activity[QuestionGenerationInput, GenerationAttempt]
     """Whether the set is still on this attempt, and how many questions it wants."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def complete_staged_question_generation(
-    params: QuestionGenerationInput,
-) -> CompletedGeneration:
+    complete_staged_question_generation: Activity[QuestionGenerationInput, CompletedGeneration]
     """The attempt's staged questions saved, the set completed and its owner notified, in one
     transaction; not completed when the set has moved on."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def save_generated_questions(params: SaveGeneratedQuestionsParams) -> bool:
+    save_generated_questions: Activity[SaveGeneratedQuestionsParams, bool]
     """True when saved; False when the set has moved on (its result is then discarded)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def fail_question_generation_attempt(params: FailGenerationAttemptParams) -> bool:
+    fail_question_generation_attempt: Activity[FailGenerationAttemptParams, bool]
     """The attempt failed with its reason (retryable or not); False when the set moved on."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def fail_stale_question_sets(params: FailStaleQuestionSetsParams) -> int:
+    fail_stale_question_sets: Activity[FailStaleQuestionSetsParams, int]
     """Batch after batch, each its own short transaction, until one comes back short."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def retry_failed_question_sets(params: RetryFailedQuestionSetsParams) -> int:
+    retry_failed_question_sets: Activity[RetryFailedQuestionSetsParams, int]
     """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a backlog drains
     over a few runs without flooding the LLM with new attempts at once."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def delete_unused_sources(params: DeleteUnusedSourcesParams) -> int:
+    delete_unused_sources: Activity[DeleteUnusedSourcesParams, int]
     """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def generate_staged_questions(params: QuestionGenerationInput) -> StagedQuestions:
+    generate_staged_questions: Activity[QuestionGenerationInput, StagedQuestions]
     """generate_questions with the source read from the database and the questions staged there
     (question_drafts): only their count returns. A retry after the questions were staged (a lost
     worker, a lost completion) answers from the stage, without the LLM."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
 
-
-@activity.defn
-async def generate_questions(params: GenerateQuestionsParams) -> GeneratedQuestions:
+    generate_questions: Activity[GenerateQuestionsParams, GeneratedQuestions]
     """The step of workflows started before GENERATION_IDS_ONLY_PATCH (questions in the history)."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)

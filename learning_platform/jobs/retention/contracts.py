@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
-from learning_platform.jobs.contracts import RUNS_ON_THE_WORKER, JobSchedule
+from learning_platform.jobs.contracts import Activity, ActivityInterfaces, JobSchedule
 
 if TYPE_CHECKING:
     from learning_platform.core.settings import Settings
@@ -63,12 +61,10 @@ def schedules(settings: Settings) -> list[JobSchedule]:
     ]
 
 
-# The activities, as workflows call them (`activities/retention.py` implements each).
+class RetentionActivities(ActivityInterfaces):
+    """The activities, as workflows call them (`activities/retention.py` implements each)."""
 
-
-@activity.defn
-async def prune_expired_rows(params: PruneParams) -> int:
+    prune_expired_rows: Activity[PruneParams, int]
     """Delete the target's rows older than `cutoff`, batch after batch, each its own transaction
     with the running count and position, so a retry resumes after the last committed batch and
     reports the exact count. Repeating it deletes nothing more."""
-    raise NotImplementedError(RUNS_ON_THE_WORKER)
