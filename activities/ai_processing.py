@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -108,18 +109,18 @@ async def _with_failed_pages(conn: AsyncConnection, session_id: int, reason: str
     return f"{reason} ({details}{f'; and {more} more' if more > 0 else ''})"
 
 
+@dataclass(frozen=True, eq=False)
 class SessionProcessingActivities:
-    def __init__(self, engine: AsyncEngine, temporal: Client, task_queue: str) -> None:
-        self._engine = engine
-        self._temporal = temporal
-        self._task_queue = task_queue
+    engine: AsyncEngine
+    temporal: Client
+    task_queue: str
 
     @implements(contracts.AiProcessingActivities.start_session_workflows)
     async def start_session_workflows(
         self, params: StartSessionWorkflowsParams
     ) -> StartSessionWorkflowsResult:
         """One batch of processing sessions → one workflow each (running ones left alone)."""
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             waiting = await session_processing.waiting_sessions(
                 conn, after_id=params.after_session_id, limit=params.limit
             )
@@ -128,11 +129,11 @@ class SessionProcessingActivities:
         async def start(session: session_processing.WaitingSession) -> bool:
             async with gate:
                 return await start_session_workflow(
-                    self._temporal,
+                    self.temporal,
                     session_id=session.id,
                     user_id=session.user_id,
                     page_count=session.page_count,
-                    task_queue=self._task_queue,
+                    task_queue=self.task_queue,
                 )
 
         started = sum(await asyncio.gather(*(start(s) for s in waiting)))
@@ -145,7 +146,7 @@ class SessionProcessingActivities:
 
     @implements(contracts.AiProcessingActivities.load_session_work)
     async def load_session_work(self, params: ProcessSessionInput) -> SessionWork | None:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
         if session is None:
             return None
@@ -159,7 +160,7 @@ class SessionProcessingActivities:
 
     @implements(contracts.AiProcessingActivities.load_session_state)
     async def load_session_state(self, params: ProcessSessionInput) -> SessionState | None:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
         if session is None:
             return None
@@ -167,14 +168,14 @@ class SessionProcessingActivities:
 
     @implements(contracts.AiProcessingActivities.complete_session_with_stored_map)
     async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             return await session_processing.complete_session_with_stored_map(
                 conn, session_id=params.session_id, usage=params.usage
             )
 
     @implements(contracts.AiProcessingActivities.complete_session)
     async def complete_session(self, params: CompleteSessionParams) -> bool:
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             return await session_processing.complete_session(
                 conn,
                 session_id=params.session_id,
@@ -186,7 +187,7 @@ class SessionProcessingActivities:
 
     @implements(contracts.AiProcessingActivities.fail_session)
     async def fail_session(self, params: FailSessionParams) -> bool:
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             reason = params.reason
             if params.list_failed_pages:
                 reason = await _with_failed_pages(conn, params.session_id, reason)
@@ -195,25 +196,22 @@ class SessionProcessingActivities:
             )
 
 
+@dataclass(eq=False)
 class SessionAiActivities:
     """One instance per worker process: at most `llm_concurrency` LLM requests at once, however
     many pages and sessions are in progress, and at most twice as many pages in progress (read,
     waiting for the LLM or being stored), so pages are read shortly before their turn and a
     burst of sessions does not swamp the event loop the workflows share."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        ai: SessionAi,
-        crawler: Crawler,
-        llm_slots: asyncio.Semaphore,
-        llm_concurrency: int,
-    ) -> None:
-        self._engine = engine
-        self._ai = ai
-        self._crawler = crawler
-        self._llm_slots = llm_slots
-        self._page_slots = asyncio.Semaphore(2 * llm_concurrency)
+    engine: AsyncEngine
+    ai: SessionAi
+    crawler: Crawler
+    llm_slots: asyncio.Semaphore
+    llm_concurrency: int
+    page_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.page_slots = asyncio.Semaphore(2 * self.llm_concurrency)
 
     @implements(contracts.AiProcessingActivities.summarize_session_pages)
     async def summarize_session_pages(
@@ -240,7 +238,7 @@ class SessionAiActivities:
     async def summarize_session(self, params: SessionIdParams) -> SessionPageCounts:
         """summarize_session_pages with the pages read from the database and counts returned:
         the session's URLs, titles and summaries stay out of the workflow's history."""
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             session = await session_processing.session_pages(conn, params.session_id)
         pages = [PageRef(p.url, p.title) for p in session.pages] if session else []
         done = _resumed_pages(activity.info().heartbeat_details, pages)
@@ -280,8 +278,8 @@ class SessionAiActivities:
         self, session_id: int, pages: list[PageRef], done: dict[str, PageSummaryResult]
     ) -> None:
         urls = [page.url for page in pages if page.url not in done]
-        async with self._engine.begin() as conn:
-            cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
+        async with self.engine.begin() as conn:
+            cached = await session_processing.cached_summaries(conn, urls, self.ai.generator)
             await session_processing.record_page_outcomes(
                 conn,
                 session_id,
@@ -299,7 +297,7 @@ class SessionAiActivities:
         # the heartbeats), never by its URL: spans and logs leave this process, and a URL
         # (host included) is the user's browsing history. page_crawls has the URL and error.
         attributes = {"session.id": session_id, "page.index": index}
-        async with self._page_slots:
+        async with self.page_slots:
             with TRACER.start_as_current_span("summarize page", attributes=attributes):
                 await self._read_and_summarize(session_id, index, page, done)
 
@@ -308,7 +306,7 @@ class SessionAiActivities:
     ) -> None:
         try:
             with TRACER.start_as_current_span("crawl", attributes={"page.index": index}):
-                fetched = await self._crawler.fetch(page.url)
+                fetched = await self.crawler.fetch(page.url)
         except PageUnavailableError as exc:
             # The crawler turns everything a page can cause into this (crawler/fetch.py).
             reason = exc.reason
@@ -326,8 +324,8 @@ class SessionAiActivities:
             done[page.url] = PageSummaryResult(page.url, page.title, "failed", error=reason)
             return
         try:
-            async with self._llm_slots:
-                summary, usage = await self._ai.summarize_page(
+            async with self.llm_slots:
+                summary, usage = await self.ai.summarize_page(
                     url=page.url, title=fetched.title or page.title, text=fetched.text
                 )
         except LlmRetryableError as exc:
@@ -340,9 +338,9 @@ class SessionAiActivities:
         result = session_processing.CachedSummary(
             summary.title or fetched.title, summary.summary, summary.key_points
         )
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await session_processing.store_summary(
-                conn, session_id, page.url, self._ai.generator, result
+                conn, session_id, page.url, self.ai.generator, result
             )
         done[page.url] = PageSummaryResult(
             page.url, result.title, "summarized", result.summary, result.key_points,
@@ -357,7 +355,7 @@ class SessionAiActivities:
         http_status: int | None = None,
         error: str | None = None,
     ) -> None:
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await session_processing.record_page_outcomes(
                 conn, session_id, [session_processing.PageOutcome(url, outcome, http_status, error)]
             )
@@ -366,19 +364,19 @@ class SessionAiActivities:
     async def build_session_mind_map(self, params: SessionIdParams) -> MindMapStored:
         """build_mind_map from the session's summaries in the database, the map stored there
         (complete_session_with_stored_map completes the session): only usage counts return."""
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             if await session_processing.stored_central_topic(conn, params.session_id):
                 return MindMapStored(TokenUsage())  # an earlier attempt stored it
             session = await session_processing.session_pages(conn, params.session_id)
             urls = [page.url for page in session.pages] if session else []
-            cached = await session_processing.cached_summaries(conn, urls, self._ai.generator)
+            cached = await session_processing.cached_summaries(conn, urls, self.ai.generator)
         pages = [
             SummarizedPage(url, cached[url].title, cached[url].summary, cached[url].key_points)
             for url in urls
             if url in cached
         ]
         mind_map = await self._build(session.title if session else "", pages)
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await session_processing.store_mind_map(
                 conn,
                 session_id=params.session_id,
@@ -397,14 +395,14 @@ class SessionAiActivities:
         return await self._build(params.session_title, pages)
 
     async def _build(self, session_title: str, pages: list[SummarizedPage]) -> MindMapResult:
-        async with heartbeating(), self._llm_slots:
+        async with heartbeating(), self.llm_slots:
             with llm_errors_as_application_errors():
-                mind_map, usage = await self._ai.build_mind_map(
+                mind_map, usage = await self.ai.build_mind_map(
                     session_title=session_title, pages=pages
                 )
         return MindMapResult(
             central_topic=mind_map.central_topic,
             data=mind_map.to_dict(),
-            generator=self._ai.generator,
+            generator=self.ai.generator,
             usage=usage,
         )

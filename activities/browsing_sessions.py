@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,10 +18,10 @@ from learning_platform.jobs.browsing_sessions.contracts import (
 )
 
 
+@dataclass(frozen=True, eq=False)
 class BrowsingSessionActivities:
-    def __init__(self, engine: AsyncEngine, batch_size: int) -> None:
-        self._engine = engine
-        self._batch_size = batch_size
+    engine: AsyncEngine
+    batch_size: int
 
     @implements(contracts.BrowsingSessionActivities.fail_stale_sessions)
     async def fail_stale_sessions(self, params: FailStaleSessionsParams) -> int:
@@ -33,11 +34,11 @@ class BrowsingSessionActivities:
             cutoff=params.cutoff,
             reason=params.reason,
         )
-        return await run_batches(self._engine, batch, limit=self._batch_size)
+        return await run_batches(self.engine, batch, limit=self.batch_size)
 
     @implements(contracts.BrowsingSessionActivities.record_active_sessions)
     async def record_active_sessions(self) -> int:
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             count = await browsing_sessions.count_active(conn)
             await store_gauge(conn, ACTIVE_SESSIONS_GAUGE, count)
         return count

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -99,17 +100,17 @@ async def request_and_start_question_set(
     )
 
 
+@dataclass(frozen=True, eq=False)
 class QuestionSetActivities:
     """Database side of generation, and the three scheduled jobs."""
 
-    def __init__(self, engine: AsyncEngine, storage: ObjectStorage, settings: Settings) -> None:
-        self._engine = engine
-        self._storage = storage
-        self._settings = settings
+    engine: AsyncEngine
+    storage: ObjectStorage
+    settings: Settings
 
     @implements(contracts.QuestionSetActivities.prepare_question_generation)
     async def prepare_generation(self, params: QuestionGenerationInput) -> GenerationTarget:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             target = await question_sets.attempt_target(
                 conn, question_set_id=params.question_set_id, attempt=params.attempt
             )
@@ -125,7 +126,7 @@ class QuestionSetActivities:
 
     @implements(contracts.QuestionSetActivities.check_question_generation_attempt)
     async def check_generation_attempt(self, params: QuestionGenerationInput) -> GenerationAttempt:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             target = await question_sets.attempt_target(
                 conn, question_set_id=params.question_set_id, attempt=params.attempt
             )
@@ -140,7 +141,7 @@ class QuestionSetActivities:
         """The attempt's staged questions saved, the set completed and its owner notified, in
         one transaction; not completed when the set has moved on."""
         with _conflicts_as_retryable():
-            async with self._engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 try:
                     saved = await question_sets.complete_staged_attempt(
                         conn, question_set_id=params.question_set_id, attempt=params.attempt
@@ -155,7 +156,7 @@ class QuestionSetActivities:
     async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
         """True when saved; False when the set has moved on (its result is then discarded)."""
         with _conflicts_as_retryable():
-            async with self._engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 return await question_sets.complete_attempt(
                     conn,
                     question_set_id=params.question_set_id,
@@ -174,7 +175,7 @@ class QuestionSetActivities:
     @implements(contracts.QuestionSetActivities.fail_question_generation_attempt)
     async def fail_generation_attempt(self, params: FailGenerationAttemptParams) -> bool:
         with _conflicts_as_retryable():
-            async with self._engine.begin() as conn:
+            async with self.engine.begin() as conn:
                 return await question_sets.fail_attempt(
                     conn,
                     question_set_id=params.question_set_id,
@@ -194,13 +195,13 @@ class QuestionSetActivities:
             cutoff=params.cutoff,
             reason=params.reason,
         )
-        return await run_batches(self._engine, batch, limit=self._settings.cleanup_batch_size)
+        return await run_batches(self.engine, batch, limit=self.settings.cleanup_batch_size)
 
     @implements(contracts.QuestionSetActivities.retry_failed_question_sets)
     async def retry_failed_question_sets(self, params: RetryFailedQuestionSetsParams) -> int:
         """One bounded batch per run (QUESTION_SET_RETRY_BATCH_SIZE, 100 by default): a
         backlog drains over a few runs without flooding the LLM with new attempts at once."""
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             retried = await question_sets.retry_failed_batch(conn, limit=params.limit)
         return len(retried)
 
@@ -209,28 +210,20 @@ class QuestionSetActivities:
         """Batch after batch: objects first, then their rows (see `delete_unused_batch`)."""
         batch = partial(
             sources.delete_unused_batch,
-            delete_objects=self._storage.delete,
+            delete_objects=self.storage.delete,
             requested_before=params.requested_before,
         )
-        return await run_batches(
-            self._engine, batch, limit=self._settings.source_cleanup_batch_size
-        )
+        return await run_batches(self.engine, batch, limit=self.settings.source_cleanup_batch_size)
 
 
+@dataclass(frozen=True, eq=False)
 class QuestionAiActivities:
     """The LLM step: the source's text from storage, questions from the provider."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        storage: ObjectStorage,
-        question_ai: QuestionAi,
-        llm_slots: asyncio.Semaphore,
-    ) -> None:
-        self._engine = engine
-        self._storage = storage
-        self._ai = question_ai
-        self._llm_slots = llm_slots
+    engine: AsyncEngine
+    storage: ObjectStorage
+    ai: QuestionAi
+    llm_slots: asyncio.Semaphore
 
     @implements(contracts.QuestionSetActivities.generate_staged_questions)
     async def generate_staged_questions(self, params: QuestionGenerationInput) -> StagedQuestions:
@@ -238,7 +231,7 @@ class QuestionAiActivities:
         there (question_drafts): only their count returns. A retry after the questions were
         staged (a lost worker, a lost completion) answers from the stage, without the LLM."""
         set_id, attempt = params.question_set_id, params.attempt
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             staged = await question_sets.staged_question_count(
                 conn, question_set_id=set_id, attempt=attempt
             )
@@ -250,7 +243,7 @@ class QuestionAiActivities:
         if target is None:
             return StagedQuestions(staged=0, superseded=True)
         drafts = await self._make_questions(set_id, attempt, target)
-        async with self._engine.begin() as conn:
+        async with self.engine.begin() as conn:
             staged = await question_sets.stage_questions(
                 conn,
                 question_set_id=set_id,
@@ -259,7 +252,7 @@ class QuestionAiActivities:
                     question_sets.NewQuestion(d.prompt, d.answer, d.explanation, d.choices)
                     for d in drafts
                 ],
-                generator=self._ai.generator,
+                generator=self.ai.generator,
             )
         return StagedQuestions(staged=staged)
 
@@ -278,7 +271,7 @@ class QuestionAiActivities:
                 )
                 for d in drafts
             ],
-            generator=self._ai.generator,
+            generator=self.ai.generator,
         )
 
     async def _make_questions(
@@ -289,19 +282,19 @@ class QuestionAiActivities:
         with _bad_source_as_non_retryable(), llm_errors_as_application_errors():
             data = await self._read_source(target.storage_key)
             text = source_text(data, target.content_type)
-            async with self._llm_slots:
-                drafts, usage = await self._ai.make_questions(
+            async with self.llm_slots:
+                drafts, usage = await self.ai.make_questions(
                     title=target.source_title,
                     text=text,
                     count=target.question_count,
                     seed=set_id * 1000 + attempt,
                 )
-        _log_generated(set_id, attempt, len(drafts), self._ai.generator, usage)
+        _log_generated(set_id, attempt, len(drafts), self.ai.generator, usage)
         return drafts
 
     async def _read_source(self, storage_key: str) -> bytes:
         try:
-            return await self._storage.get(storage_key)
+            return await self.storage.get(storage_key)
         except ObjectNotFound:
             # Not chained: ObjectNotFound names the storage key, and the chain is logged and
             # stored with the activity's failure.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,10 +14,10 @@ from learning_platform.jobs.retention import queries as retention
 from learning_platform.jobs.retention.contracts import PruneParams
 
 
+@dataclass(frozen=True, eq=False)
 class RetentionActivities:
-    def __init__(self, engine: AsyncEngine, batch_size: int) -> None:
-        self._engine = engine
-        self._batch_size = batch_size
+    engine: AsyncEngine
+    batch_size: int
 
     @implements(contracts.RetentionActivities.prune_expired_rows)
     async def prune_expired_rows(self, params: PruneParams) -> int:
@@ -27,4 +28,4 @@ class RetentionActivities:
             target=retention.TARGETS[params.target],
             cutoff=params.cutoff,
         )
-        return await run_batches(self._engine, batch, limit=self._batch_size)
+        return await run_batches(self.engine, batch, limit=self.batch_size)
