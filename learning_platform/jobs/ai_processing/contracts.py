@@ -217,7 +217,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 
 class AiProcessingActivities(ActivityInterfaces):
-    """The activities, as workflows call them (`activities/ai_processing.py` implements each)."""
+    """The activities as workflows call them (`activities/ai_processing.py` implements each)."""
 
     start_session_workflows: Activity[StartSessionWorkflowsParams, StartSessionWorkflowsResult]
     """One batch of processing sessions → one workflow each (running ones left alone)."""

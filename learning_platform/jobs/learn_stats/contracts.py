@@ -69,7 +69,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 
 class LearnStatsActivities(ActivityInterfaces):
-    """The activities, as workflows call them (`activities/learn_stats.py` implements each)."""
+    """The activities as workflows call them (`activities/learn_stats.py` implements each)."""
 
     reset_broken_streaks: Activity[LearnStatsJobParams, LearnStatsDailyResult]
 

@@ -75,7 +75,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 
 class OutboxRelayActivities(ActivityInterfaces):
-    """The activities, as workflows call them (`activities/outbox_relay.py` implements each)."""
+    """The activities as workflows call them (`activities/outbox_relay.py` implements each)."""
 
     drain_outbox: Activity[DrainOutboxParams, DrainOutboxResult]
     """Deliver batches of one partition while there are events; between them, sleep until a NOTIFY

@@ -208,7 +208,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 
 class QuestionSetActivities(ActivityInterfaces):
-    """The activities, as workflows call them (`activities/question_sets.py` implements each)."""
+    """The activities as workflows call them (`activities/question_sets.py` implements each)."""
 
     prepare_question_generation: Activity[QuestionGenerationInput, GenerationTarget]
     """The source to generate from (the path before GENERATION_IDS_ONLY_PATCH), or superseded."""

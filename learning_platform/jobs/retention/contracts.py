@@ -62,7 +62,7 @@ def schedules(settings: Settings) -> list[JobSchedule]:
 
 
 class RetentionActivities(ActivityInterfaces):
-    """The activities, as workflows call them (`activities/retention.py` implements each)."""
+    """The activities as workflows call them (`activities/retention.py` implements each)."""
 
     prune_expired_rows: Activity[PruneParams, int]
     """Delete the target's rows older than `cutoff`, batch after batch, each its own transaction
