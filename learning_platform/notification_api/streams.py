@@ -11,12 +11,12 @@ is either in the backlog or in the subscription's queue (or both, deduplicated b
 A client without Last-Event-ID starts at the user's latest id, read before the response starts:
 whatever commits after the client sees "200 OK" is delivered.
 
-A writer that inserts notifications without that lock (triggers disabled) can commit a lower id
-after a higher one. Such a late row still reaches open streams through its NOTIFY: it is sent
-if this stream has not sent it already (a bounded set of recent ids tells), and it is sent
-without an `id:` field, so the client's Last-Event-ID stays the highest id it has and a resume
-neither repeats nor skips what it already got. Only a late row committed while the client is
-disconnected (or while LISTEN is down) is not streamed.
+A writer that inserts notifications without that lock (the BEFORE trigger disabled alone) can
+commit a lower id after a higher one. Such a late row still reaches open streams through its
+NOTIFY: it is sent if this stream has not sent it already (a bounded set of recent ids tells),
+and it is sent without an `id:` field, so the client's Last-Event-ID stays the highest id it
+has and a resume neither repeats nor skips what it already got. Only a late row committed while
+the client is disconnected (or while LISTEN is down) is not streamed.
 """
 
 from __future__ import annotations
