@@ -18,6 +18,7 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,9 +67,13 @@ def server_cpu_seconds(pid: int) -> float | None:
         return None
 
 
-async def create_database(admin: asyncpg.Connection, url: str, name: str) -> str:
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
+def database_names() -> list[str]:
+    """Names of the benchmark's own, so a BENCH_DATABASE_URL server loses nothing of its own."""
+    run = uuid.uuid4().hex[:8]
+    return [f"bench_triggers_{run}_{n}" for n in range(3)]
+
+
+def database_at(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
@@ -76,15 +81,18 @@ async def create_database(admin: asyncpg.Connection, url: str, name: str) -> str
 async def targets(url: str, users: int) -> AsyncIterator[list[Target]]:
     """The three databases, each with `users` users and an open connection."""
     admin = await asyncpg.connect(libpq_url(url))
+    names = database_names()
     urls = {
-        name: await create_database(admin, url, f"triggers_{n}")
-        for n, name in enumerate((BEFORE, "head", NONE))
+        target: database_at(url, name)
+        for target, name in zip((BEFORE, "head", NONE), names, strict=True)
     }
-    await asyncio.to_thread(command.upgrade, alembic_config(urls[BEFORE]), BEFORE)
-    await asyncio.to_thread(upgrade, urls["head"])
-    await asyncio.to_thread(upgrade, urls[NONE])
     opened: list[Target] = []
     try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(command.upgrade, alembic_config(urls[BEFORE]), BEFORE)
+        await asyncio.to_thread(upgrade, urls["head"])
+        await asyncio.to_thread(upgrade, urls[NONE])
         for name, target_url in urls.items():
             connection = await asyncpg.connect(libpq_url(target_url))
             opened.append(
@@ -103,6 +111,8 @@ async def targets(url: str, users: int) -> AsyncIterator[list[Target]]:
     finally:
         for target in opened:
             await target.connection.close()
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
