@@ -75,8 +75,8 @@ async def test_downgrade_to_base_and_back_round_trips(empty_database: str) -> No
     assert set(metadata.tables) <= await table_names(empty_database)
 
 
-# Migration 0010: the notification triggers' cheaper form (one NOTIFY per user per statement).
-CHEAPER_NOTIFICATION_TRIGGERS = "0010"
+# Migration 0011: the notification triggers' cheaper form (one NOTIFY per user per statement).
+CHEAPER_NOTIFICATION_TRIGGERS = "0011"
 
 
 Notified = list[dict[str, int]]
