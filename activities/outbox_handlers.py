@@ -34,8 +34,7 @@ def int_field(event: PendingEvent, name: str) -> int:
 def learning_recorded_handler(timezone: str) -> EventHandler:
     async def handle(conn: AsyncConnection, events: Sequence[PendingEvent]) -> None:
         record_ids = [int_field(event, "learning_record_id") for event in events]
-        event_ids = [event.id for event in events]
-        await learn_stats.apply_learning_records(conn, record_ids, event_ids, timezone)
+        await learn_stats.apply_learning_records(conn, record_ids, timezone)
 
     return handle
 

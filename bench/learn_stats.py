@@ -75,10 +75,10 @@ async def load(engine: AsyncEngine, users: int, records: int) -> None:
         "INSERT INTO users (email, display_name) "
         f"SELECT 'u' || n, 'u' FROM generate_series(1, {users}) n",
         # Records in time order of random users, over the four weeks before the weekly run.
-        "INSERT INTO learning_records (user_id, question_id, solved_at, correct) "
+        "INSERT INTO learning_records (user_id, question_id, solved_at, correct, stats_applied) "
         f"SELECT 1 + (hashint8(n) & 2147483647) % {users}, n, "
         f"timestamptz '2026-10-26 00:00+09' + (n * interval '28 days') / {records}, "
-        f"n % 3 <> 0 FROM generate_series(1, {records}) n",
+        f"n % 3 <> 0, true FROM generate_series(1, {records}) n",
         "INSERT INTO learning_days SELECT DISTINCT user_id, "
         "CAST(solved_at AT TIME ZONE 'Asia/Seoul' AS date) FROM learning_records ORDER BY 1, 2",
         "INSERT INTO learn_stats (user_id, total_solved, total_correct, last_learned_date, "
@@ -133,12 +133,7 @@ RAW_WEEKLY = text(
     + """
     , totals AS (
         SELECT user_id, count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
-          FROM learning_records
-         WHERE event_id IS NULL OR event_id NOT IN (
-               SELECT id FROM outbox_events WHERE event_type = 'learning.recorded'
-               UNION ALL
-               SELECT id FROM outbox_dead_letters WHERE event_type = 'learning.recorded')
-         GROUP BY user_id
+          FROM learning_records WHERE stats_applied GROUP BY user_id
     ), fresh AS (
         SELECT s.user_id, coalesce(t.solved, 0) AS solved, coalesce(t.correct, 0) AS correct,
                coalesce(k.longest, 0) AS longest, k.last_day,

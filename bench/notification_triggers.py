@@ -1,8 +1,8 @@
 """What the triggers on `notifications` cost a bulk insert: 5,000 rows in one INSERT … SELECT
-(as the question-set cleanup writes them), with the triggers of migration 0010 (0001's: per-row
+(as the question-set cleanup writes them), with the triggers of migration 0009 (0001's: per-row
 turn and NOTIFY), those of head, and none.
 
-Three databases on one PostgreSQL server, migrated to 0010, to head, and to head with the
+Three databases on one PostgreSQL server, migrated to 0009, to head, and to head with the
 table's own triggers disabled (the foreign key's stay), measured interleaved (the order
 reversed every other run), each insert in its own transaction on an emptied, vacuumed table,
 the clock around INSERT and COMMIT (the NOTIFYs are queued at commit). Besides the wall time,
@@ -32,7 +32,7 @@ from bench.stack import database_url, load_average
 from learning_platform.core.database import libpq_url
 from learning_platform.migrations import alembic_config, upgrade
 
-BEFORE = "0010"  # the last revision with 0001's triggers
+BEFORE = "0009"  # the last revision with 0001's triggers
 NONE = "no triggers"
 
 # One statement, rows ordered by user as the job inserts them (its locks in one order).

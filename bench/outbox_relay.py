@@ -114,15 +114,12 @@ async def load_backlog(engine: AsyncEngine, events: int, users: int) -> float:
         await conn.execute(
             text(
                 "WITH r AS ("
-                "INSERT INTO learning_records (user_id, question_id, solved_at, correct, "
-                "event_id) "
-                "SELECT 1 + n % :u, n, now() - (n % 5) * interval '1 day', n % 3 <> 0, "
-                "nextval(pg_get_serial_sequence('outbox_events', 'id')) "
-                "FROM generate_series(1, :n) n RETURNING id, user_id, event_id) "
-                "INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, "
-                "payload) "
-                "SELECT event_id, 'user', user_id::text, 'learning.recorded', "
-                "jsonb_build_object('learning_record_id', id) FROM r ORDER BY event_id"
+                "INSERT INTO learning_records (user_id, question_id, solved_at, correct) "
+                "SELECT 1 + n % :u, n, now() - (n % 5) * interval '1 day', n % 3 <> 0 "
+                "FROM generate_series(1, :n) n RETURNING id, user_id) "
+                "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
+                "SELECT 'user', user_id::text, 'learning.recorded', "
+                "jsonb_build_object('learning_record_id', id) FROM r ORDER BY id"
             ),
             {"n": events, "u": users},
         )

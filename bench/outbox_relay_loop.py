@@ -1,10 +1,8 @@
 """The relay's batch loop alone (no Temporal): `relay_batch` on one connection over a --backlog of
 learning events, with the learning-stats handler and with a no-op handler (the bare
 claim-and-delete loop), --rounds interleaved rounds on the same database; prints each round and
-the best of each, with the CPU per event of this process and of the PostgreSQL server (less
-noisy than the rate on a shared machine). Runs against any checkout whose `relay_batch` takes
-an engine (older code: one check-out per batch), so before/after is the same script on two
-trees:
+the best of each. Runs against any checkout whose `relay_batch` takes an engine (older code:
+one check-out per batch), so before/after is the same script on two trees:
 
     .venv/bin/python -m bench.outbox_relay_loop [--rounds 4] [--backlog 100000] [--users 10000]
     PYTHONPATH=/path/to/old/tree .venv/bin/python /path/to/this/file ...   # the old code
@@ -23,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.outbox_handlers import learning_recorded_handler
-from bench.outbox_relay import add_users, load_backlog, postgres_cpu_seconds
+from bench.outbox_relay import add_users, load_backlog
 from bench.stack import database_url
 from learning_platform.commands.process_exit import exits_without_teardown
 from learning_platform.core.database import create_engine
@@ -58,29 +56,19 @@ async def main(rounds: int, backlog: int, users: int, batch_size: int) -> None:
         "learning-stats": {LEARNING_RECORDED: learning_recorded_handler("Asia/Seoul")},
     }
     best = dict.fromkeys(variants, 0.0)
-    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for n in range(rounds):
         for name, handlers in variants.items():
             await load_backlog(engine, backlog, users)
             async with engine.begin() as conn:
                 await conn.execute(text("ANALYZE outbox_events"))
-            python, postgres = time.process_time(), await postgres_cpu_seconds(engine)
             started = time.perf_counter()
             await drain(engine, handlers, batch_size)
             rate = backlog / (time.perf_counter() - started)
-            python = (time.process_time() - python) / backlog * 1e6
-            postgres = (await postgres_cpu_seconds(engine) - postgres) / backlog * 1e6
             best[name] = max(best[name], rate)
-            cpu[name].append((python, postgres))
-            print(f"round {n + 1} {name:15s} {rate:9,.0f} events/s   CPU per event: this "
-                  f"process {python:5.1f} us, PostgreSQL {postgres:5.1f} us")  # fmt: skip
+            print(f"round {n + 1} {name:15s} {rate:9,.0f} events/s", flush=True)
     await engine.dispose()
     print("best: " + ", ".join(f"{name} {rate:,.0f} events/s" for name, rate in best.items()))
     print(f"handler / bare time = {best['bare'] / best['learning-stats']:.2f}x")
-    for name, samples in cpu.items():
-        python, postgres = (min(values) for values in zip(*samples, strict=True))
-        print(f"least CPU per event, {name}: this process {python:.1f} us, "
-              f"PostgreSQL {postgres:.1f} us")  # fmt: skip
 
 
 if __name__ == "__main__":

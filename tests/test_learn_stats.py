@@ -34,7 +34,6 @@ from learning_platform.jobs.learn_stats.contracts import (
     LearnStatsWeeklyResult,
 )
 from learning_platform.jobs.learn_stats.queries import apply_learning_records, recalculate_batch
-from learning_platform.jobs.outbox_relay.dead_letters import requeue
 from tests.factories import add_user
 from tests.learning_helpers import drain, enqueue, production_handlers, record, stats, wait_for
 from worker import create_worker
@@ -270,43 +269,6 @@ async def test_weekly_repairs_corrupted_totals_and_starts_a_new_week(
     assert (await stats(engine, users[2]))["total_solved"] == 2
 
 
-async def test_weekly_leaves_dead_lettered_records_to_their_requeued_event_and_duplicates_out(
-    engine: AsyncEngine, client: Client, settings: Settings
-) -> None:
-    day = today()
-    monday = day + timedelta(days=7 - day.weekday())
-    user = await add_user(engine)
-    handlers = production_handlers(client, settings)
-
-    async def broken(*_: object) -> None:
-        raise RuntimeError("handler down")
-
-    # One record whose event failed until it was dead-lettered, one delivered, then a
-    # duplicate event naming the delivered record.
-    dead = await record(engine, user, kst(day - timedelta(days=12), 9, 0))
-    assert (await drain(engine, {"learning.recorded": broken})).dead_lettered == 1
-    delivered = await record(engine, user, kst(day - timedelta(days=11), 9, 0))
-    await drain(engine, handlers)
-    await enqueue(engine, "learning.recorded", {"learning_record_id": delivered}, user)
-
-    # The dead-lettered record is not counted yet (its event may be requeued); the delivered
-    # one is, whatever its duplicate.
-    assert await recalculate_all(engine, monday) == 0
-    assert (await stats(engine, user))["total_solved"] == 1
-
-    async with engine.begin() as conn:
-        (event_id,) = (await conn.execute(text("SELECT id FROM outbox_dead_letters"))).one()
-        assert await requeue(conn, [event_id]) == 1
-    outcome = await drain(engine, handlers)
-
-    assert (outcome.delivered, outcome.failed) == (2, 0)  # the requeued event, the duplicate
-    assert (await stats(engine, user))["total_solved"] == 2
-    assert await recalculate_all(engine, monday) == 0
-    row = await stats(engine, user)
-    assert (row["total_solved"], row["longest_streak"]) == (2, 2)
-    assert dead != delivered
-
-
 async def test_a_retried_daily_activity_resumes_after_its_last_committed_batch(
     engine: AsyncEngine, settings: Settings
 ) -> None:
@@ -341,14 +303,16 @@ async def test_weekly_batch_waits_for_a_concurrent_handler_and_counts_its_record
     for user in users:
         await record(engine, user, kst(day - timedelta(days=10), 10, 0))
     async with engine.begin() as conn:
-        await deliver(conn, await pending_record_ids(conn), settings)
+        await apply_learning_records(
+            conn, await pending_record_ids(conn), settings.schedule_timezone
+        )
+        await conn.execute(text("DELETE FROM outbox_events"))
     late = await record(engine, users[1], kst(day - timedelta(days=9), 10, 0))
 
     async with engine.connect() as handler:
-        # The relay delivering the late record: its event deleted and its row written, not yet
-        # committed.
+        # The relay delivering the late record: its row is written, not yet committed.
         transaction = await handler.begin()
-        await deliver(handler, [late], settings)
+        await apply_learning_records(handler, [late], settings.schedule_timezone)
         batch = asyncio.create_task(recalculate_all(engine, monday))
         await wait_for(lambda: batch_waits_for_a_row_lock(engine))
         await transaction.commit()
@@ -363,19 +327,6 @@ async def test_weekly_batch_waits_for_a_concurrent_handler_and_counts_its_record
 
 async def pending_record_ids(conn: AsyncConnection) -> list[int]:
     return list((await conn.execute(text("SELECT id FROM learning_records"))).scalars())
-
-
-async def deliver(conn: AsyncConnection, record_ids: list[int], settings: Settings) -> None:
-    """What the relay does with the records' own events: delete them, apply the records."""
-    events = await conn.execute(
-        text(
-            "DELETE FROM outbox_events WHERE id IN (SELECT event_id FROM learning_records "
-            "WHERE id = ANY(:r)) RETURNING id, CAST(payload ->> 'learning_record_id' AS bigint)"
-        ),
-        {"r": record_ids},
-    )
-    event_ids, records = zip(*events.all(), strict=True)
-    await apply_learning_records(conn, records, event_ids, settings.schedule_timezone)
 
 
 async def recalculate_all(engine: AsyncEngine, monday: date) -> int:
@@ -396,9 +347,7 @@ async def batch_waits_for_a_row_lock(engine: AsyncEngine) -> bool:
         waiting = await conn.scalar(
             text(
                 "SELECT count(*) FROM pg_stat_activity "
-                # The weekly statement (the only one waiting on a lock here) by its start:
-                # pg_stat_activity cuts a query at 1,024 bytes.
-                "WHERE wait_event_type = 'Lock' AND query LIKE 'WITH%runs AS%'"
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%fresh AS%'"
             )
         )
     return bool(waiting)

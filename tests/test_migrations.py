@@ -75,45 +75,8 @@ async def test_downgrade_to_base_and_back_round_trips(empty_database: str) -> No
     assert set(metadata.tables) <= await table_names(empty_database)
 
 
-async def test_0010_links_unapplied_records_to_their_pending_events_and_back(
-    empty_database: str,
-) -> None:
-    config = alembic_config(empty_database)
-    await in_thread(command.upgrade, config, "0009")
-    connection = await asyncpg.connect(libpq_url(empty_database))
-    try:
-        await connection.execute(
-            """
-            INSERT INTO users (email, display_name) VALUES ('a@example.com', 'a');
-            INSERT INTO learning_records (user_id, question_id, solved_at, correct, stats_applied)
-            VALUES (1, 1, now(), true, true), (1, 2, now(), true, false),
-                   (1, 3, now(), true, false);
-            INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, payload)
-            VALUES (11, 'user', '1', 'learning.recorded', '{"learning_record_id": 2}'),
-                   (12, 'user', '1', 'learning.recorded', '{"learning_record_id": 2}'),
-                   (13, 'user', '1', 'learning.recorded', '{"learning_record_id": 1}'),
-                   (14, 'user', '1', 'learning.recorded', '{"learning_record_id": "x"}');
-            INSERT INTO outbox_dead_letters
-                   (id, aggregate_type, aggregate_id, event_type, payload, created_at, attempts,
-                    last_error)
-            VALUES (9, 'user', '1', 'learning.recorded', '{"learning_record_id": 3}', now(), 5, '');
-            """
-        )
-        await in_thread(command.upgrade, config, "0010")
-        links = await connection.fetch("SELECT id, event_id FROM learning_records ORDER BY id")
-        # Applied: no event (13 is a duplicate); pending: its lowest event; dead-lettered: that.
-        assert [tuple(row) for row in links] == [(1, None), (2, 11), (3, 9)]
-
-        await connection.execute("DELETE FROM outbox_events WHERE id = 11")  # delivered
-        await in_thread(command.downgrade, config, "0009")
-        flags = await connection.fetch("SELECT id, stats_applied FROM learning_records ORDER BY id")
-        assert [tuple(row) for row in flags] == [(1, True), (2, True), (3, False)]
-    finally:
-        await connection.close()
-
-
-# Migration 0011: the notification triggers' cheaper form (one NOTIFY per user per statement).
-CHEAPER_NOTIFICATION_TRIGGERS = "0011"
+# Migration 0010: the notification triggers' cheaper form (one NOTIFY per user per statement).
+CHEAPER_NOTIFICATION_TRIGGERS = "0010"
 
 
 Notified = list[dict[str, int]]

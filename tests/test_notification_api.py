@@ -179,7 +179,7 @@ async def test_a_multi_row_insert_sends_one_notify_per_user_and_streams_every_ro
     base_url: str, database_url: str, engine: AsyncEngine
 ) -> None:
     """One INSERT … SELECT for several users, as the question-set cleanup writes: LISTEN hears
-    one NOTIFY per user with the user's lowest and highest id (migration 0011), and the hub
+    one NOTIFY per user with the user's lowest and highest id (migration 0010), and the hub
     reads every row between them of that user, so each stream gets all of its user's rows in
     id order and none of the others' (interleaved with them here)."""
     alice, bob, carol = [await add_user(engine, f"{name}@x.org") for name in ("a", "b", "c")]
@@ -229,7 +229,7 @@ async def _until_end(heard: asyncio.Queue[str]) -> AsyncIterator[str]:
 
 
 def test_a_notify_without_first_id_is_the_one_row_0001_announced() -> None:
-    """Payloads of 0001's per-row trigger (a database downgraded below 0011) still parse."""
+    """Payloads of 0001's per-row trigger (a database downgraded below 0010) still parse."""
     assert parse_notify('{"id": 7, "user_id": 3}') == NotifiedRange(3, 7, 7)
     assert parse_notify('{"id": 9, "user_id": 3, "first_id": 4}') == NotifiedRange(3, 4, 9)
     for malformed in ("", "end", "[7]", '{"id": 7}', '{"id": "x", "user_id": 3}',

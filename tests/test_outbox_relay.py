@@ -236,7 +236,7 @@ async def test_worker_killed_between_handling_and_deleting_redelivers_once(
     await record(engine, user, datetime.now(UTC))
 
     # Holding the user's stats row stops the relay's transaction mid-handling, after it has
-    # deleted the event and added the day, before its commit.
+    # marked the record applied and added the day, before the event's removal.
     blocker = await engine.connect()
     await blocker.begin()
     await blocker.execute(
@@ -256,7 +256,7 @@ async def test_worker_killed_between_handling_and_deleting_redelivers_once(
                     waiting = await conn.scalar(
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                            "'Lock' AND query LIKE '%INSERT INTO learning_days%'"
+                            "'Lock' AND query LIKE '%UPDATE learning_records%'"
                         )
                     )
                 return bool(waiting)

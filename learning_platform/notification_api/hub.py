@@ -1,7 +1,7 @@
 """One LISTEN connection per API process, fanning notifications out to the open streams.
 
 A NOTIFY carries only {"id", "user_id", "first_id"}: one per user and INSERT statement, the
-user's lowest (`first_id`) and highest (`id`) id in it (migration 0011; a payload without
+user's lowest (`first_id`) and highest (`id`) id in it (migration 0010; a payload without
 `first_id`, as 0001's per-row trigger sent, is the one row `id`). Every id of that user between
 the two is that statement's: the user's lock is held from before the first is drawn until
 commit. The hub keeps the ranges whose user has a stream open here, reads their rows in one

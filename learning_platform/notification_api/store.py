@@ -13,7 +13,7 @@ _COLUMNS = """
     json_build_object('id', id, 'kind', kind, 'payload', payload,
                       'created_at', created_at)::text AS data
 """
-# Each notified range is one user's rows of one statement (migration 0011); the (user_id, id)
+# Each notified range is one user's rows of one statement (migration 0010); the (user_id, id)
 # index gives each range's rows in one index scan. (`owner` and `first_id`/`last_id` are named
 # so that no column of the range clashes with one of `_COLUMNS`.)
 _IN_RANGES = f"""

@@ -1,6 +1,6 @@
 """One client's notification stream: the backlog after Last-Event-ID, then live rows.
 
-Why "every id above the last one sent" is exact: the table's trigger (migrations 0001, 0011)
+Why "every id above the last one sent" is exact: the table's trigger (migrations 0001, 0010)
 serialises a user's notification writers from before the id is drawn until commit, so one
 user's ids become visible in id order. A stream therefore only needs a cursor (the last id it
 sent): live rows at or below it are duplicates (the backlog read already sent them) and are

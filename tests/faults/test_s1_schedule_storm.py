@@ -173,8 +173,7 @@ async def verify_effects(
         await scalar(
             engine,
             "SELECT count(*) FROM learn_stats s WHERE s.total_solved <> (SELECT count(*) FROM "
-            "learning_records r WHERE r.user_id = s.user_id AND (r.event_id IS NULL OR "
-            "r.event_id NOT IN (SELECT id FROM outbox_events)))",
+            "learning_records r WHERE r.user_id = s.user_id AND r.stats_applied)",
         )
         == 0
     )

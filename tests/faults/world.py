@@ -91,8 +91,8 @@ async def seed_learning_users(
                 day = today - timedelta(days=offset)
                 await conn.execute(
                     text(
-                        "INSERT INTO learning_records (user_id, question_id, solved_at, correct) "
-                        "VALUES (:u, 1, :t, true)"
+                        "INSERT INTO learning_records (user_id, question_id, solved_at, correct, "
+                        "stats_applied) VALUES (:u, 1, :t, true, true)"
                     ),
                     {"u": user, "t": datetime(day.year, day.month, day.day, 12,
                                               tzinfo=settings.timezone)},

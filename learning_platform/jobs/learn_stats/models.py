@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Identity, Index, Integer, func
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Identity, Index, Integer, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from learning_platform.core.models import Base, created_at_column
@@ -19,13 +19,12 @@ def _user_fk(primary_key: bool = False) -> Mapped[int]:
 class LearningRecord(Base):
     __tablename__ = "learning_records"
     __table_args__ = (
-        # Covering: learn-stats-weekly counts each user's records with an index-only scan
-        # (event_id: to leave out the records whose event is still pending).
+        # Covering: learn-stats-weekly counts each user's records with an index-only scan.
         Index(
             "ix_learning_records_user_id_solved_at",
             "user_id",
             "solved_at",
-            postgresql_include=["correct", "event_id"],
+            postgresql_include=["correct", "stats_applied"],
         ),
     )
 
@@ -35,10 +34,8 @@ class LearningRecord(Base):
     question_id: Mapped[int] = mapped_column(BigInteger)
     solved_at: Mapped[datetime]
     correct: Mapped[bool] = mapped_column(Boolean)
-    # The record's own learning.recorded event: only that event applies it (a duplicate event
-    # names the record but is not named by it), and it is applied exactly when that event
-    # leaves the outbox. NULL: no event will apply it (counted since before migration 0010).
-    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Set by the learning.recorded handler, so a duplicate event never counts a record twice.
+    stats_applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = created_at_column()
 
 

@@ -31,45 +31,37 @@ async def record_learning(
 ) -> int:
     """Store one solved question and its `learning.recorded` event in the caller's transaction.
 
-    The event's aggregate is the user, so one user's events are delivered in order. The record
-    names its event (the id is drawn first): only that event applies it (see _APPLY_RECORDS).
+    The event's aggregate is the user, so one user's events are delivered in order.
     """
-    record = (
+    record_id = (
         await conn.execute(
             text(
-                "INSERT INTO learning_records (user_id, question_id, solved_at, correct, event_id) "
-                "VALUES (:u, :q, :t, :c, nextval(pg_get_serial_sequence('outbox_events', 'id'))) "
-                "RETURNING id, event_id"
+                "INSERT INTO learning_records (user_id, question_id, solved_at, correct) "
+                "VALUES (:u, :q, :t, :c) RETURNING id"
             ),
             {"u": user_id, "q": question_id, "t": solved_at, "c": correct},
         )
-    ).one()
+    ).scalar_one()
     await enqueue_event(
         conn,
         aggregate_type="user",
         aggregate_id=user_id,
         event_type=LEARNING_RECORDED,
-        payload={"learning_record_id": record.id},
-        event_id=record.event_id,
+        payload={"learning_record_id": record_id},
     )
-    return int(record.id)
+    return int(record_id)
 
 
-# A record counts for the event it names, delivered in the transaction that deletes that event:
-# so each record counts exactly once, when its event leaves the outbox, and a duplicate event
-# (naming a record that does not name it) counts nothing — with no write to learning_records
-# (a flag there cost a non-HOT row version and two index entries per event). Adds the records'
-# days and counts. Weekly counters follow the latest week seen: a record of an older week than
-# `week_start` (late, after the weekly reset) counts only in the totals. Users without a
-# learn_stats row yet are inserted (ON CONFLICT: a row may appear meanwhile); the others are
-# updated in place, without the speculative insertion and row lock of an upsert.
+# Marks the records applied (a record already applied by a duplicate event is not returned),
+# adds their days, and adds their counts. Weekly counters follow the latest week seen: a record
+# of an older week than `week_start` (late, after the weekly reset) counts only in the totals.
 # PostgreSQL runs every data-modifying CTE to completion, read or not.
 _APPLY_RECORDS = text(
     """
     WITH applied AS (
-        SELECT r.user_id, r.correct, CAST(r.solved_at AT TIME ZONE :tz AS date) AS day
-          FROM unnest(CAST(:records AS bigint[]), CAST(:events AS bigint[])) AS e(record, id)
-          JOIN learning_records r ON r.id = e.record AND r.event_id = e.id
+        UPDATE learning_records SET stats_applied = true
+         WHERE id = ANY(CAST(:ids AS bigint[])) AND NOT stats_applied
+        RETURNING user_id, correct, CAST(solved_at AT TIME ZONE :tz AS date) AS day
     ), new_days AS (
         INSERT INTO learning_days (user_id, day)
         SELECT DISTINCT user_id, day FROM applied ORDER BY user_id, day
@@ -84,29 +76,11 @@ _APPLY_RECORDS = text(
                (array_agg(solved ORDER BY week DESC))[1] AS week_solved,
                (array_agg(correct ORDER BY week DESC))[1] AS week_correct
           FROM weeks GROUP BY user_id
-    ), updated AS (
-        UPDATE learn_stats s SET
-            total_solved = s.total_solved + p.solved,
-            total_correct = s.total_correct + p.correct,
-            weekly_solved = CASE
-                WHEN s.week_start IS NULL OR p.week > s.week_start THEN p.week_solved
-                WHEN p.week = s.week_start THEN s.weekly_solved + p.week_solved
-                ELSE s.weekly_solved END,
-            weekly_correct = CASE
-                WHEN s.week_start IS NULL OR p.week > s.week_start THEN p.week_correct
-                WHEN p.week = s.week_start THEN s.weekly_correct + p.week_correct
-                ELSE s.weekly_correct END,
-            week_start = GREATEST(s.week_start, p.week),
-            version = s.version + 1,
-            updated_at = now()
-          FROM per_user p
-         WHERE s.user_id = p.user_id
-        RETURNING s.user_id
-    ), inserted AS (
+    ), upserted AS (
         INSERT INTO learn_stats AS s (user_id, total_solved, total_correct, week_start,
                                       weekly_solved, weekly_correct, version)
         SELECT user_id, solved, correct, week, week_solved, week_correct, 1
-          FROM per_user WHERE user_id NOT IN (SELECT user_id FROM updated) ORDER BY user_id
+          FROM per_user ORDER BY user_id
         ON CONFLICT (user_id) DO UPDATE SET
             total_solved = s.total_solved + EXCLUDED.total_solved,
             total_correct = s.total_correct + EXCLUDED.total_correct,
@@ -166,13 +140,12 @@ _UPDATE_STREAKS = text(
 
 
 async def apply_learning_records(
-    conn: AsyncConnection, record_ids: Sequence[int], event_ids: Sequence[int], timezone: str
+    conn: AsyncConnection, record_ids: Sequence[int], timezone: str
 ) -> None:
-    """Count the records into learn_stats, each for the event (same position) that names it in
-    its row: the `learning.recorded` effect. The caller deletes those events in the same
-    transaction; that is what makes it at most once."""
-    parameters = {"records": list(record_ids), "events": list(event_ids), "tz": timezone}
-    new_day_users = (await conn.execute(_APPLY_RECORDS, parameters)).scalars()
+    """Count the records into learn_stats, at most once each (the `learning.recorded` effect)."""
+    new_day_users = (
+        await conn.execute(_APPLY_RECORDS, {"ids": list(record_ids), "tz": timezone})
+    ).scalars()
     users = sorted(new_day_users)
     if users:
         await conn.execute(_UPDATE_STREAKS, {"users": users, "tz": timezone})
@@ -250,10 +223,7 @@ async def reset_broken_streaks_batch(
 
 
 # Totals are counted from the covering index ix_learning_records_user_id_solved_at (an
-# index-only scan of the batch's range), not from records scattered over the heap. A record
-# whose own event is still in the outbox or the dead letters is not counted yet: the handler
-# adds it when that event is delivered (the event's removal and the count commit together).
-# Those events are found by their aggregate, the user (record_learning writes them so).
+# index-only scan of the batch's range), not from records scattered over the heap.
 #
 # Without row locks, a learning.recorded handler may commit between this statement's snapshot
 # and its write of a user; the stale totals must not overwrite the handler's. The handler bumps
@@ -263,21 +233,10 @@ _RECALCULATE = (
     "WITH"
     + _STREAKS
     + """
-    , batch_aggregates AS (
-        SELECT CAST(user_id AS text) AS aggregate_id FROM learn_stats WHERE {users}
-    ), pending AS (
-        SELECT id FROM outbox_events
-         WHERE event_type = 'learning.recorded' AND aggregate_type = 'user'
-           AND aggregate_id IN (SELECT aggregate_id FROM batch_aggregates)
-        UNION ALL
-        SELECT id FROM outbox_dead_letters
-         WHERE event_type = 'learning.recorded' AND aggregate_type = 'user'
-           AND aggregate_id IN (SELECT aggregate_id FROM batch_aggregates)
-    ), totals AS (
+    , totals AS (
         SELECT user_id, count(*) AS solved, count(*) FILTER (WHERE correct) AS correct
           FROM learning_records
-         WHERE {users}
-           AND (event_id IS NULL OR event_id NOT IN (SELECT id FROM pending))
+         WHERE {users} AND stats_applied
          GROUP BY user_id
     ), fresh AS (
         SELECT s.user_id, s.version,

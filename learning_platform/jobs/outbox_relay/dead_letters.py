@@ -9,10 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.core.errors import UsageError
 
-# A requeued event keeps its id (a learning record names its event by id: a new id would make
-# the requeued event a duplicate that counts nothing) and gets a fresh attempt count. The id
-# is below its aggregate's later events, so it is delivered before those still pending (its
-# original place; the ones delivered while it was dead-lettered stay delivered).
+# A requeued event gets a new id (it goes to the back of the queue) and a fresh attempt count.
 # The statement answers with the dead letters' ids, so that a caller can tell which of the
 # asked-for ids did not exist; the INSERT runs whether or not its output is read.
 _REQUEUE = text(
@@ -24,8 +21,8 @@ _REQUEUE = text(
                        ORDER BY id LIMIT :limit)
         RETURNING *
     ), requeued AS (
-        INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, payload)
-        SELECT id, aggregate_type, aggregate_id, event_type, payload FROM moved ORDER BY id
+        INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload)
+        SELECT aggregate_type, aggregate_id, event_type, payload FROM moved ORDER BY id
     )
     SELECT id FROM moved
     """

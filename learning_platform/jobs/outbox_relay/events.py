@@ -19,18 +19,14 @@ async def enqueue_event(
     aggregate_id: str | int,
     event_type: str,
     payload: dict[str, Any],
-    event_id: int | None = None,
 ) -> int:
     """Write one event in the caller's transaction; it is delivered only if that commits.
 
     `event_type` follows the event-name convention (core/notifications.py). The current trace
-    context goes with it, so the relay's delivery continues the trace. `event_id`: an id the
-    caller drew from the table's sequence beforehand (to name the event in its own row)."""
-    ids = {} if event_id is None else {"id": event_id}
+    context goes with it, so the relay's delivery continues the trace."""
     statement = (
         insert(OutboxEvent)
         .values(
-            **ids,
             aggregate_type=aggregate_type,
             aggregate_id=str(aggregate_id),
             event_type=checked_event_name(event_type),

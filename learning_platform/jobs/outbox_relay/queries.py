@@ -86,29 +86,17 @@ class RelayedBatch:
 # Events behind a predecessor that waits for a retry are left out before the LIMIT, so a
 # failing aggregate cannot fill every batch. A predecessor locked by another relay is only
 # known after locking: such events come back with `blocked` and are left for a later batch.
-# `blocked` is one set-based pass, not a probe per event: an event's predecessors are in its
-# partition (one aggregate, one hash), below the last claimed id, so the partition's events up
-# to there that this claim did not lock (`skipped`: locked elsewhere, waiting for a retry, not
-# yet available) are all the predecessors that can hold an event back. Walking them in id
-# order (the ORDER BY and LIMIT make it the primary key's range scan, which the claim just
-# read) costs less than a descent of the aggregate index per event.
-# With :remove (the fast path) the deliverable events are deleted by the same statement, found
-# by the row addresses just locked; the rollback of a failed fast path puts them back. `age`
-# is how long ago the event committed.
-_PARTITION_OF = """
-    (hashtext({e}.aggregate_type || '/' || {e}.aggregate_id) & 2147483647)
-        % coalesce((SELECT partitions FROM outbox_relay_partitions), 1) = :partition
-"""
+# With :remove (the fast path) the deliverable events are deleted by the same statement; the
+# rollback of a failed fast path puts them back. `age` is how long ago the event committed.
 _CLAIM = text(
     """
     WITH claimed AS (
-        SELECT e.ctid AS address, e.id, e.aggregate_type, e.aggregate_id, e.event_type,
-               e.payload, e.attempts, e.trace_context, e.created_at
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.event_type, e.payload, e.attempts,
+               e.trace_context, e.created_at
           FROM outbox_events e
          WHERE e.available_at <= now()
-           AND """
-    + _PARTITION_OF.format(e="e")
-    + """
+           AND (hashtext(e.aggregate_type || '/' || e.aggregate_id) & 2147483647)
+               % coalesce((SELECT partitions FROM outbox_relay_partitions), 1) = :partition
            AND NOT EXISTS (
                SELECT 1 FROM outbox_events p
                 WHERE p.aggregate_type = e.aggregate_type AND p.aggregate_id = e.aggregate_id
@@ -116,24 +104,16 @@ _CLAIM = text(
          ORDER BY e.id
          LIMIT :limit
            FOR UPDATE SKIP LOCKED
-    ), skipped AS (
-        SELECT s.aggregate_type, s.aggregate_id, min(s.id) AS first_id
-          FROM (SELECT s.aggregate_type, s.aggregate_id, s.id
-                  FROM outbox_events s
-                 WHERE s.id < (SELECT max(id) FROM claimed)
-                   AND """
-    + _PARTITION_OF.format(e="s")
-    + """
-                 ORDER BY s.id
-                 LIMIT (SELECT max(id) - min(id) + 1 FROM outbox_events)) s
-         WHERE s.id NOT IN (SELECT id FROM claimed)
-         GROUP BY 1, 2
     ), checked AS (
-        SELECT c.*, coalesce(k.first_id < c.id, false) AS blocked
-          FROM claimed c LEFT JOIN skipped k USING (aggregate_type, aggregate_id)
+        SELECT c.*, EXISTS (
+                   SELECT 1 FROM outbox_events p
+                    WHERE p.aggregate_type = c.aggregate_type
+                      AND p.aggregate_id = c.aggregate_id
+                      AND p.id < c.id AND p.id NOT IN (SELECT id FROM claimed)) AS blocked
+          FROM claimed c
     ), removed AS (
         DELETE FROM outbox_events
-         WHERE :remove AND ctid = ANY(ARRAY(SELECT address FROM checked WHERE NOT blocked))
+         WHERE :remove AND id IN (SELECT id FROM checked WHERE NOT blocked)
     )
     SELECT id, aggregate_type, aggregate_id, event_type, payload, attempts, trace_context,
            blocked, extract(epoch FROM clock_timestamp() - created_at) AS age

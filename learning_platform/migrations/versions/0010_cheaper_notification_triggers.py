@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0010"
+revision: str = "0010"
+down_revision: str | Sequence[str] | None = "0009"
 
 TAKE_USER_TURN = """
     CREATE OR REPLACE FUNCTION notifications_take_user_turn() RETURNS trigger
