@@ -1,6 +1,7 @@
 """What every job family's workflows share with the rest of the service: the memo key of a
-job run's summary (read by `schedules status`) and the custom search attributes the workflows
-set, which the namespace must have registered (the worker checks at start)."""
+job run's summary (read by `schedules status`), the custom search attributes the workflows
+set, which the namespace must have registered (the worker checks at start), the base of the
+families' activity interfaces (`ActivityInterfaces`), token usage and `JobSchedule`."""
 
 from __future__ import annotations
 
