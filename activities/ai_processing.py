@@ -146,25 +146,20 @@ class SessionProcessingActivities:
 
     @implements(contracts.AiProcessingActivities.load_session_work)
     async def load_session_work(self, params: ProcessSessionInput) -> SessionWork | None:
-        async with self.engine.connect() as conn:
-            session = await session_processing.session_pages(conn, params.session_id)
-        if session is None:
+        if (session := await self._session_pages(params.session_id)) is None:
             return None
-        return SessionWork(
-            session_id=session.id,
-            user_id=session.user_id,
-            title=session.title,
-            status=session.status,
-            pages=[PageRef(url=page.url, title=page.title) for page in session.pages],
-        )
+        pages = [PageRef(url=page.url, title=page.title) for page in session.pages]
+        return SessionWork(session.id, session.user_id, session.title, session.status, pages)
 
     @implements(contracts.AiProcessingActivities.load_session_state)
     async def load_session_state(self, params: ProcessSessionInput) -> SessionState | None:
-        async with self.engine.connect() as conn:
-            session = await session_processing.session_pages(conn, params.session_id)
-        if session is None:
+        if (session := await self._session_pages(params.session_id)) is None:
             return None
         return SessionState(session.id, session.user_id, session.status, len(session.pages))
+
+    async def _session_pages(self, session_id: int) -> session_processing.SessionPages | None:
+        async with self.engine.connect() as conn:
+            return await session_processing.session_pages(conn, session_id)
 
     @implements(contracts.AiProcessingActivities.complete_session_with_stored_map)
     async def complete_session_with_stored_map(self, params: CompleteStoredSessionParams) -> bool:
@@ -177,12 +172,7 @@ class SessionProcessingActivities:
     async def complete_session(self, params: CompleteSessionParams) -> bool:
         async with self.engine.begin() as conn:
             return await session_processing.complete_session(
-                conn,
-                session_id=params.session_id,
-                central_topic=params.mind_map.central_topic,
-                mind_map=params.mind_map.data,
-                generator=params.mind_map.generator,
-                usage=params.usage,
+                conn, session_id=params.session_id, mind_map=params.mind_map, usage=params.usage
             )
 
     @implements(contracts.AiProcessingActivities.fail_session)
@@ -377,13 +367,7 @@ class SessionAiActivities:
         ]
         mind_map = await self._build(session.title if session else "", pages)
         async with self.engine.begin() as conn:
-            await session_processing.store_mind_map(
-                conn,
-                session_id=params.session_id,
-                central_topic=mind_map.central_topic,
-                mind_map=mind_map.data,
-                generator=mind_map.generator,
-            )
+            await session_processing.store_mind_map(conn, params.session_id, mind_map)
         return MindMapStored(mind_map.usage)
 
     @implements(contracts.AiProcessingActivities.build_mind_map)

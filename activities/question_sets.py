@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -140,14 +140,13 @@ class QuestionSetActivities:
     ) -> CompletedGeneration:
         """The attempt's staged questions saved, the set completed and its owner notified, in
         one transaction; not completed when the set has moved on."""
-        with _conflicts_as_retryable():
-            async with self.engine.begin() as conn:
-                try:
-                    saved = await question_sets.complete_staged_attempt(
-                        conn, question_set_id=params.question_set_id, attempt=params.attempt
-                    )
-                except question_sets.NothingStaged as exc:
-                    raise ApplicationError(str(exc), non_retryable=True) from exc
+        async with self._transaction() as conn:
+            try:
+                saved = await question_sets.complete_staged_attempt(
+                    conn, question_set_id=params.question_set_id, attempt=params.attempt
+                )
+            except question_sets.NothingStaged as exc:
+                raise ApplicationError(str(exc), non_retryable=True) from exc
         if saved is None:
             return CompletedGeneration(completed=False)
         return CompletedGeneration(completed=True, question_count=saved)
@@ -155,34 +154,23 @@ class QuestionSetActivities:
     @implements(contracts.QuestionSetActivities.save_generated_questions)
     async def save_generated_questions(self, params: SaveGeneratedQuestionsParams) -> bool:
         """True when saved; False when the set has moved on (its result is then discarded)."""
-        with _conflicts_as_retryable():
-            async with self.engine.begin() as conn:
-                return await question_sets.complete_attempt(
-                    conn,
-                    question_set_id=params.question_set_id,
-                    attempt=params.attempt,
-                    questions=[
-                        question_sets.NewQuestion(
-                            prompt=q.prompt,
-                            answer=q.answer,
-                            explanation=q.explanation,
-                            choices=q.choices,
-                        )
-                        for q in params.questions
-                    ],
-                )
+        questions = [
+            question_sets.NewQuestion(q.prompt, q.answer, q.explanation, q.choices)
+            for q in params.questions
+        ]
+        async with self._transaction() as conn:
+            return await question_sets.complete_attempt(
+                conn, question_set_id=params.question_set_id, attempt=params.attempt,
+                questions=questions,
+            )  # fmt: skip
 
     @implements(contracts.QuestionSetActivities.fail_question_generation_attempt)
     async def fail_generation_attempt(self, params: FailGenerationAttemptParams) -> bool:
-        with _conflicts_as_retryable():
-            async with self.engine.begin() as conn:
-                return await question_sets.fail_attempt(
-                    conn,
-                    question_set_id=params.question_set_id,
-                    attempt=params.attempt,
-                    reason=params.reason,
-                    retryable=params.retryable,
-                )
+        async with self._transaction() as conn:
+            return await question_sets.fail_attempt(
+                conn, question_set_id=params.question_set_id, attempt=params.attempt,
+                reason=params.reason, retryable=params.retryable,
+            )  # fmt: skip
 
     @implements(contracts.QuestionSetActivities.fail_stale_question_sets)
     async def fail_stale_question_sets(self, params: FailStaleQuestionSetsParams) -> int:
@@ -214,6 +202,16 @@ class QuestionSetActivities:
             requested_before=params.requested_before,
         )
         return await run_batches(self.engine, batch, limit=self.settings.source_cleanup_batch_size)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a question set whose optimistic-lock conflict (another writer moved
+        the set on first) fails the attempt retryably: the retry reads the set afresh."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except question_sets.OptimisticLockConflict as exc:
+            raise ApplicationError(str(exc), type=OPTIMISTIC_LOCK_CONFLICT_ERROR) from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -330,14 +328,6 @@ def generation_details(question_set_id: int, attempt: int) -> str:
         "are saved), `questions`, `question_sets.failure_reason`.\n\n"
         "Progress and the outcome: this run's current details."
     )
-
-
-@contextmanager
-def _conflicts_as_retryable() -> Iterator[None]:
-    try:
-        yield
-    except question_sets.OptimisticLockConflict as exc:
-        raise ApplicationError(str(exc), type=OPTIMISTIC_LOCK_CONFLICT_ERROR) from exc
 
 
 @contextmanager

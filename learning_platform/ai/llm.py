@@ -240,6 +240,16 @@ _JSON = {"Content-Type": "application/json"}
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
+class LlmBackedAi:
+    """What a job's LLM-backed AI holds: the client, the token budget its text inputs are cut
+    to (`truncate_to_token_budget`), and the `generator` recorded beside what it makes."""
+
+    def __init__(self, llm: JsonLlm, token_budget: int) -> None:
+        self._llm = llm
+        self._budget = token_budget
+        self.generator = f"openai:{llm.model}"
+
+
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     body = bytearray()
     async for chunk in response.content.iter_chunked(64 * 1024):

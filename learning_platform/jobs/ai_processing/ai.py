@@ -15,6 +15,7 @@ from learning_platform.ai import offline
 from learning_platform.ai.llm import (
     InvalidOutputError,
     JsonLlm,
+    LlmBackedAi,
     truncate_to_token_budget,
 )
 from learning_platform.core.settings import Settings
@@ -165,12 +166,7 @@ def _parse_node(data: dict[str, Any], known_urls: set[str]) -> MindMapNode:
     )
 
 
-class LlmSessionAi:
-    def __init__(self, llm: JsonLlm, page_token_budget: int) -> None:
-        self._llm = llm
-        self._budget = page_token_budget
-        self.generator = f"openai:{llm.model}"
-
+class LlmSessionAi(LlmBackedAi):
     async def summarize_page(
         self, *, url: str, title: str, text: str
     ) -> tuple[PageSummary, TokenUsage]:

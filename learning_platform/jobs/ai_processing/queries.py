@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from learning_platform.core.notifications import record_notification
-from learning_platform.jobs.ai_processing.contracts import SessionUsage
+from learning_platform.jobs.ai_processing.contracts import MindMapResult, SessionUsage
 from learning_platform.jobs.ai_processing.models import (
     MindMapRecord,
     PageCrawl,
@@ -246,13 +246,7 @@ async def _store_usage(conn: AsyncConnection, session_id: int, usage: SessionUsa
 
 
 async def complete_session(
-    conn: AsyncConnection,
-    *,
-    session_id: int,
-    central_topic: str,
-    mind_map: dict[str, Any],
-    generator: str,
-    usage: SessionUsage,
+    conn: AsyncConnection, *, session_id: int, mind_map: MindMapResult, usage: SessionUsage
 ) -> bool:
     """Store the mind map, mark the session completed and notify its user, atomically.
 
@@ -262,30 +256,20 @@ async def complete_session(
     user_id = await _lock_processing(conn, session_id)
     if user_id is None:
         return False
-    await store_mind_map(
-        conn,
-        session_id=session_id,
-        central_topic=central_topic,
-        mind_map=mind_map,
-        generator=generator,
-    )
-    await _finish_completed(conn, session_id, user_id, central_topic, usage)
+    await store_mind_map(conn, session_id, mind_map)
+    await _finish_completed(conn, session_id, user_id, mind_map.central_topic, usage)
     return True
 
 
-async def store_mind_map(
-    conn: AsyncConnection,
-    *,
-    session_id: int,
-    central_topic: str,
-    mind_map: dict[str, Any],
-    generator: str,
-) -> None:
+async def store_mind_map(conn: AsyncConnection, session_id: int, mind_map: MindMapResult) -> None:
     """The session's mind map; the first one stored stays (retries cannot replace it)."""
     await conn.execute(
         insert(MindMapRecord)
         .values(
-            session_id=session_id, central_topic=central_topic, data=mind_map, generator=generator
+            session_id=session_id,
+            central_topic=mind_map.central_topic,
+            data=mind_map.data,
+            generator=mind_map.generator,
         )
         .on_conflict_do_nothing(index_elements=[MindMapRecord.session_id])
     )

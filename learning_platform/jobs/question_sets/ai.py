@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from learning_platform.ai.llm import JsonLlm, truncate_to_token_budget
+from learning_platform.ai.llm import JsonLlm, LlmBackedAi, truncate_to_token_budget
 from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
 from learning_platform.jobs.contracts import TokenUsage
@@ -104,12 +104,7 @@ def questions_parser(max_count: int) -> Any:
     return parse
 
 
-class LlmQuestionAi:
-    def __init__(self, llm: JsonLlm, token_budget: int) -> None:
-        self._llm = llm
-        self._budget = token_budget
-        self.generator = f"openai:{llm.model}"
-
+class LlmQuestionAi(LlmBackedAi):
     async def make_questions(
         self, *, title: str, text: str, count: int, seed: int
     ) -> tuple[list[DraftQuestion], TokenUsage]:
