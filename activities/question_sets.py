@@ -110,11 +110,7 @@ class QuestionSetActivities:
 
     @implements(contracts.QuestionSetActivities.prepare_question_generation)
     async def prepare_generation(self, params: QuestionGenerationInput) -> GenerationTarget:
-        async with self.engine.connect() as conn:
-            target = await question_sets.attempt_target(
-                conn, question_set_id=params.question_set_id, attempt=params.attempt
-            )
-        if target is None:
+        if (target := await self._attempt_target(params)) is None:
             return GenerationTarget(superseded=True)
         return GenerationTarget(
             superseded=False,
@@ -126,13 +122,17 @@ class QuestionSetActivities:
 
     @implements(contracts.QuestionSetActivities.check_question_generation_attempt)
     async def check_generation_attempt(self, params: QuestionGenerationInput) -> GenerationAttempt:
-        async with self.engine.connect() as conn:
-            target = await question_sets.attempt_target(
-                conn, question_set_id=params.question_set_id, attempt=params.attempt
-            )
-        if target is None:
+        if (target := await self._attempt_target(params)) is None:
             return GenerationAttempt(on_attempt=False)
         return GenerationAttempt(on_attempt=True, question_count=target.question_count)
+
+    async def _attempt_target(
+        self, params: QuestionGenerationInput
+    ) -> question_sets.AttemptTarget | None:
+        async with self.engine.connect() as conn:
+            return await question_sets.attempt_target(
+                conn, question_set_id=params.question_set_id, attempt=params.attempt
+            )
 
     @implements(contracts.QuestionSetActivities.complete_staged_question_generation)
     async def complete_staged_generation(
