@@ -100,11 +100,11 @@ async def test_plain_payloads_written_before_the_codec_still_decode() -> None:
     assert await converter({"a": KEY_A}).decode([plain], [PageRef]) == [PRIVATE]
 
 
-def test_no_keys_means_the_default_converter() -> None:
-    assert data_converter(Settings()) is DataConverter.default
+def test_no_keys_means_plain_payloads() -> None:
+    assert data_converter(Settings()).payload_codec is None
     # Compose passes an unset variable as an empty one.
     empty = Settings(payload_codec_keys=SecretStr(""), payload_codec_encrypt_key_id="")
-    assert data_converter(empty) is DataConverter.default
+    assert data_converter(empty).payload_codec is None
 
 
 async def test_an_empty_encrypt_key_id_means_the_only_key() -> None:

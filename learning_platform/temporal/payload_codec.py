@@ -6,8 +6,9 @@ whose metadata says `encoding: binary/encrypted` and names the key (`encryption-
 can rotate: one key encrypts, every configured key decrypts. Without keys (the `make dev`
 default) payloads travel as the SDK's plain JSON.
 
-Failure messages and stack traces are encrypted too (the SDK's encoded-attributes failure
-converter): an activity's error text can quote a user's page.
+Failure messages and stack traces are encrypted too (in the SDK's encoded-attributes form): an
+activity's error text can quote a user's page. Either way failures are bounded in size
+(`learning_platform.temporal.failures`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import (
-    DataConverter,
-    DefaultFailureConverterWithEncodedAttributes,
-    PayloadCodec,
-)
+from temporalio.converter import DataConverter, PayloadCodec
 
 from learning_platform.core.errors import ServiceError
 from learning_platform.core.settings import Settings
+from learning_platform.temporal.failures import (
+    CompactEncodedFailureConverter,
+    CompactFailureConverter,
+)
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -169,8 +170,7 @@ def data_converter(settings: Settings) -> DataConverter:
     """The data converter of every Temporal client of this service."""
     codec = payload_codec(settings)
     if codec is None:
-        return DataConverter.default
+        return DataConverter(failure_converter_class=CompactFailureConverter)
     return DataConverter(
-        payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        payload_codec=codec, failure_converter_class=CompactEncodedFailureConverter
     )
