@@ -133,80 +133,91 @@ async def cached_summaries(
 
 
 @dataclass(frozen=True)
-class PageOutcome:
+class FinishedPage:
+    """What happened to one page of a session; a summarised page carries its summary."""
+
+    session_id: int
     url: str
     outcome: str  # 'summarized' | 'cached' | 'failed'
     http_status: int | None = None
     error: str | None = None
+    summary: CachedSummary | None = None
 
 
-# The page statements run once per page (thousands a minute on a busy worker), so they are
-# plain SQL: building and compiling the equivalent Core statements each time cost ≈ 2 ms of
-# CPU per page, several times the round trip (bench/ai_processing).
-_OUTCOME_CONFLICT = """
-    ON CONFLICT (session_id, url) DO UPDATE
-       SET outcome = excluded.outcome, http_status = excluded.http_status,
-           error = excluded.error, crawled_at = now()
-"""
-
-_STORE_SUMMARY = text(
+# The page statement runs for every finished page (thousands a minute on a busy worker), so it
+# is plain SQL: building and compiling the equivalent Core statement each time cost ≈ 2 ms of
+# CPU per page, several times the round trip (bench/ai_processing). It takes the pages of many
+# sessions at once (the worker's group commit, activities/ai_processing.py) and so must not
+# fail for one page's sake:
+# - the first summary of a URL wins (ON CONFLICT DO NOTHING; within the statement, the
+#   earliest row), and the latest outcome of a session's page (as one statement per page in
+#   order would leave it; DO UPDATE may not touch a row twice in one statement);
+# - a session deleted meanwhile gets no outcome rows (its foreign key would fail them all);
+# - rows are inserted in key order, so two workers' groups lock shared rows in the same order.
+_STORE_FINISHED_PAGES = text(
     """
-    WITH cached AS (
+    WITH finished AS (
+        SELECT *
+          FROM unnest(CAST(:session_ids AS bigint[]), CAST(:urls AS text[]),
+                      CAST(:outcomes AS text[]), CAST(:statuses AS integer[]),
+                      CAST(:errors AS text[]), CAST(:titles AS text[]),
+                      CAST(:summaries AS text[]), CAST(:key_points AS text[]))
+               WITH ORDINALITY
+               AS f(session_id, url, outcome, http_status, error, title, summary, key_points, n)
+    ), cached AS (
         INSERT INTO url_summaries (url, generator, title, summary, key_points)
-        VALUES (:url, :generator, :title, :summary, CAST(:key_points AS jsonb))
+        SELECT DISTINCT ON (url) url, :generator, title, summary, CAST(key_points AS jsonb)
+          FROM finished
+         WHERE summary IS NOT NULL
+         ORDER BY url, n
         ON CONFLICT DO NOTHING
     )
     INSERT INTO page_crawls (session_id, url, outcome, http_status, error)
-    VALUES (:session_id, :url, 'summarized', NULL, NULL)
+    SELECT DISTINCT ON (f.session_id, f.url) f.session_id, f.url, f.outcome, f.http_status,
+           f.error
+      FROM finished f
+     WHERE EXISTS (SELECT FROM sessions s WHERE s.id = f.session_id)
+     ORDER BY f.session_id, f.url, f.n DESC
+    ON CONFLICT (session_id, url) DO UPDATE
+       SET outcome = excluded.outcome, http_status = excluded.http_status,
+           error = excluded.error, crawled_at = now()
     """
-    + _OUTCOME_CONFLICT
-)
-
-_RECORD_OUTCOMES = text(
-    """
-    INSERT INTO page_crawls (session_id, url, outcome, http_status, error)
-    SELECT :session_id, o.url, o.outcome, o.http_status, o.error
-      FROM unnest(CAST(:urls AS text[]), CAST(:outcomes AS text[]),
-                  CAST(:statuses AS integer[]), CAST(:errors AS text[]))
-           AS o(url, outcome, http_status, error)
-    """
-    + _OUTCOME_CONFLICT
 )
 
 
-async def store_summary(
-    conn: AsyncConnection, session_id: int, url: str, generator: str, summary: CachedSummary
+def _storable(value: str) -> str:
+    """`value` as PostgreSQL text and jsonb can hold it: without NUL, lone surrogates replaced
+    (an LLM's JSON answer can carry both; one such page would fail its whole group)."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+async def store_finished_pages(
+    conn: AsyncConnection, pages: list[FinishedPage], *, generator: str
 ) -> None:
-    """Cache the page's summary and record it summarised for the session, in one statement.
-    The first summary of a URL wins; a concurrent session's equal work is simply dropped."""
+    """Record each page's outcome for its session and cache the summaries (summaries of
+    `generator`), in one statement for all the pages, of any sessions."""
+    if not pages:
+        return
+    summaries = [page.summary for page in pages]
     await conn.execute(
-        _STORE_SUMMARY,
+        _STORE_FINISHED_PAGES,
         {
-            "session_id": session_id,
-            "url": url,
             "generator": generator,
-            "title": summary.title,
-            "summary": summary.summary,
-            "key_points": json.dumps(summary.key_points, ensure_ascii=False),
+            "session_ids": [page.session_id for page in pages],
+            "urls": [page.url for page in pages],
+            "outcomes": [page.outcome for page in pages],
+            "statuses": [page.http_status for page in pages],
+            "errors": [None if page.error is None else _storable(page.error) for page in pages],
+            "titles": [None if s is None else _storable(s.title) for s in summaries],
+            "summaries": [None if s is None else _storable(s.summary) for s in summaries],
+            "key_points": [
+                None
+                if s is None
+                else json.dumps([_storable(point) for point in s.key_points], ensure_ascii=False)
+                for s in summaries
+            ],
         },
     )
-
-
-async def record_page_outcomes(
-    conn: AsyncConnection, session_id: int, outcomes: list[PageOutcome]
-) -> None:
-    """Upsert what happened to each page of the session (one statement for all of them)."""
-    if outcomes:
-        await conn.execute(
-            _RECORD_OUTCOMES,
-            {
-                "session_id": session_id,
-                "urls": [o.url for o in outcomes],
-                "outcomes": [o.outcome for o in outcomes],
-                "statuses": [o.http_status for o in outcomes],
-                "errors": [o.error for o in outcomes],
-            },
-        )
 
 
 async def _lock_processing(conn: AsyncConnection, session_id: int) -> int | None:
