@@ -68,7 +68,7 @@ class GroupCommit(Generic[T]):
         done = asyncio.get_running_loop().create_future()
         self._queued.append((row, done))
         self._wake.set()
-        if self._task is None:
+        if self._task is None or self._task.done():  # the first row, or after a cancellation
             self._task = asyncio.create_task(self._run(), name=f"group commit: {self._name}")
         await done
 
@@ -91,7 +91,7 @@ class GroupCommit(Generic[T]):
                 if len(self._queued) < self._max_rows and not self._closed and self._window:
                     await asyncio.sleep(self._window)
                 group = self._queued[: self._max_rows]
-                del self._queued[: self._max_rows]
+                del self._queued[: len(group)]
                 await self._commit(group)
         finally:
             # Only on cancellation or a bug: nobody would resume these waiters otherwise.
