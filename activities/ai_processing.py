@@ -196,7 +196,7 @@ class SessionAiActivities:
     burst of sessions does not swamp the event loop the workflows share.
 
     Finished pages of all its sessions are written in groups (`finished_pages`: one
-    transaction, one statement for the pages that finished within a few milliseconds); a page
+    transaction, one statement for the pages that finished within 20 ms of each other); a page
     counts as finished (in `done`, hence in a heartbeat) only once its group committed. The
     worker's plugin closes the writer when the AI queue's worker stops (activities/registry.py).
     """
