@@ -81,13 +81,19 @@ class ConnectionPool(Protocol):
     async def aclose(self) -> None: ...
 
 
+class GroupWriter(Protocol):
+    async def aclose(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class AiQueue:
-    """The AI task queue's activities and the connection pools they share (the crawler's, the
-    LLM's), which `plugin` closes once the queue's worker has stopped."""
+    """The AI task queue's activities, the group writers they write through (the finished
+    pages') and the connection pools they share (the crawler's, the LLM's): `plugin` closes
+    the writers (writing what they hold), then the pools, once the queue's worker has stopped."""
 
     activities: list[Callable[..., Any]]
     pools: tuple[ConnectionPool, ...]
+    writers: tuple[GroupWriter, ...]
 
     @property
     def plugin(self) -> SimplePlugin:
@@ -96,6 +102,8 @@ class AiQueue:
             try:
                 yield
             finally:
+                for writer in self.writers:
+                    await writer.aclose()
                 for pool in self.pools:
                     await pool.aclose()
 
@@ -141,4 +149,5 @@ def build_ai_activities(deps: Dependencies) -> AiQueue:
             question_ai.generate_staged_questions,
         ],
         pools=(http,) if llm is None else (http, llm),
+        writers=(session_ai.finished_pages,),
     )
