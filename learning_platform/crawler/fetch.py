@@ -392,7 +392,8 @@ def _nothing() -> None:
 
 
 def _describe(exc: Exception) -> str:
-    """The error's type and message without the URL aiohttp puts into some messages."""
+    """The error's type and message on one line (aiohttp's parser errors draw a pointer under
+    the offending bytes) without the URL aiohttp puts into some messages."""
     if isinstance(exc, aiohttp.ClientResponseError):
         detail = f"{exc.status}, {exc.message}"
     elif isinstance(exc, aiohttp.InvalidURL):
@@ -401,4 +402,4 @@ def _describe(exc: Exception) -> str:
         detail = str(exc.os_error.strerror or exc.os_error)
     else:
         detail = str(exc)
-    return f"{type(exc).__name__}: {detail[:200]}"
+    return f"{type(exc).__name__}: {' '.join(detail.split())[:200]}"

@@ -1,9 +1,11 @@
 """A response body read within a byte budget, however it is encoded, and turned into text.
 
-httpx decodes `Content-Encoding` a whole network chunk at a time and stacks as many encodings
-as the server names, so a few kilobytes of `gzip, gzip` inflate to gigabytes before any size
-check runs. Here the raw bytes are decoded with zlib's `max_length`, a bounded piece at a time,
-and both the raw and the decoded size count against the cap; one encoding at most is read.
+An HTTP client's own decoding of `Content-Encoding` is not bounded that way: httpx decoded a
+whole network chunk at a time and stacked as many encodings as the server named, so a few
+kilobytes of `gzip, gzip` inflated to gigabytes before any size check ran. The crawler reads the
+raw bytes (aiohttp's `auto_decompress=False`) and decodes them here with zlib's `max_length`, a
+bounded piece at a time; both the raw and the decoded size count against the cap, and one
+encoding at most is read.
 """
 
 from __future__ import annotations
