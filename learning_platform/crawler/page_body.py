@@ -98,35 +98,35 @@ def content_decoder(encodings: Sequence[str]) -> _Decoder:
 
 async def read_capped(
     raw: AsyncIterable[bytes], encodings: Sequence[str], limit: int, status: int
-) -> bytes:
+) -> bytearray:
     """The decoded body of at most `limit` bytes (raw and decoded alike) or PageUnavailableError.
-    Memory held: the body so far plus one network chunk and one decoded piece."""
+    Memory held: the body so far plus one network chunk and one decoded piece. One buffer, not
+    a list of the pieces: a body trickling in a byte per read would cost ~40 bytes per byte."""
     decoder = content_decoder(encodings)
     too_big = PageUnavailableError(f"the page is larger than {limit:,} bytes", status)
-    received = size = 0
-    pieces: list[bytes] = []
+    received = 0
+    body = bytearray()
     try:
         async for chunk in raw:
             received += len(chunk)
             if received > limit:
                 raise too_big
             for piece in decoder.pieces(chunk):
-                size += len(piece)
-                if size > limit:
+                if len(body) + len(piece) > limit:
                     raise too_big
-                pieces.append(piece)
+                body += piece
         tail = decoder.flush()
     except zlib.error as exc:
         raise PageUnavailableError(
             f"the page's compressed body is corrupt ({exc})", status
         ) from exc
-    if size + len(tail) > limit:
+    if len(body) + len(tail) > limit:
         raise too_big
-    pieces.append(tail)
-    return b"".join(pieces)
+    body += tail
+    return body
 
 
-def body_text(body: bytes, charset: str | None) -> str:
+def body_text(body: bytes | bytearray, charset: str | None) -> str:
     """`body` as text in its declared charset when that is a web encoding, else UTF-8;
     undecodable bytes become U+FFFD."""
     return body.decode(_web_codec(charset), errors="replace")
