@@ -75,6 +75,10 @@ _MAX_LINE = 8190
 # flight gets a few connections at once, the others wait for one within the deadline.
 _MAX_CONNECTIONS = 100
 _MAX_CONNECTIONS_PER_HOST = 8
+# The body is taken from aiohttp's buffer at most this much at a time (all it holds at once
+# was one more copy of up to a whole socket read, 256 KiB), and aiohttp stops reading the socket
+# once twice this is waiting (its default: 128 KiB).
+_READ_BUFFER = 16 * 1024
 # The port of an authority (`//host:port`), for the reason when yarl refuses it.
 _AUTHORITY_PORT = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*:([0-9]+)(?:[/?#]|$)")
 
@@ -248,7 +252,9 @@ class Crawler:
         ]
         stop_watching = _fail_body_when_connection_drops(response)
         try:
-            body = await read_capped(response.content.iter_any(), encodings, limit, status)
+            body = await read_capped(
+                response.content.iter_chunked(_READ_BUFFER), encodings, limit, status
+            )
         finally:
             stop_watching()
         return PageHtml(url, status, body_text(body, response.charset))
@@ -276,6 +282,7 @@ class Crawler:
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
+                read_bufsize=_READ_BUFFER,
                 max_line_size=_MAX_LINE,
                 max_field_size=_MAX_LINE,
                 max_headers=_MAX_HEADERS,

@@ -53,6 +53,7 @@ class _ZlibDecoder:
             piece = self._inflate.decompress(data, _PIECE_BYTES)
             if piece:
                 yield piece
+            del piece  # not alive beside the next one
             data = self._inflate.unused_data if self._inflate.eof else self._inflate.unconsumed_tail
 
     def flush(self) -> bytes:
@@ -115,6 +116,7 @@ async def read_capped(
                 if len(body) + len(piece) > limit:
                     raise too_big
                 body += piece
+                del piece  # not alive while the decoder makes the next one
         tail = decoder.flush()
     except zlib.error as exc:
         raise PageUnavailableError(
