@@ -21,7 +21,7 @@ from activities.question_sets import QuestionAiActivities, QuestionSetActivities
 from activities.retention import RetentionActivities
 from learning_platform.ai.llm import build_llm
 from learning_platform.core.settings import Settings
-from learning_platform.crawler.fetch import Crawler, CrawlPolicy, build_http_client
+from learning_platform.crawler.fetch import Crawler, CrawlPolicy
 from learning_platform.jobs.ai_processing.ai import build_session_ai
 from learning_platform.jobs.question_sets.ai import build_question_ai
 from learning_platform.storage import build_storage
@@ -114,14 +114,13 @@ def build_ai_activities(deps: Dependencies) -> AiQueue:
     """Activities for the AI task queue (`TASK_QUEUE` + "-ai"), whose workers run at most
     AI_MAX_CONCURRENCY of them at once."""
     settings = deps.settings
-    http = build_http_client(settings.crawler_timeout_seconds)
     crawler = Crawler(
-        http,
         CrawlPolicy(
             allowed_hosts=frozenset(host.lower() for host in settings.crawler_allowed_hosts),
             max_bytes=settings.crawler_max_bytes,
             max_redirects=settings.crawler_max_redirects,
             fetch_deadline_seconds=settings.crawler_fetch_deadline_seconds,
+            timeout_seconds=settings.crawler_timeout_seconds,
         ),
     )
     # One LLM client (one connection pool) and one limit for every LLM request this process
@@ -148,6 +147,6 @@ def build_ai_activities(deps: Dependencies) -> AiQueue:
             question_ai.generate_questions,
             question_ai.generate_staged_questions,
         ],
-        pools=(http,) if llm is None else (http, llm),
+        pools=(crawler,) if llm is None else (crawler, llm),
         writers=(session_ai.finished_pages,),
     )

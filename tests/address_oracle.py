@@ -1,11 +1,13 @@
-"""An independent judge of non-public addresses for the SSRF tests, and an httpx transport
-that lets connections reach the loopback test servers only."""
+"""An independent judge of non-public addresses for the SSRF tests, and a socket factory that
+lets the crawler's connections reach the loopback test servers only."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 
-import httpx
+from aiohttp.connector import AddrInfoType
 
 
 def oracle_non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -31,27 +33,22 @@ def oracle_non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return any(flags) or ip in ipaddress.IPv4Network("100.64.0.0/10")
 
 
-class LoopbackOnlyTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport for the hostile server; a public address the guard passed is
-    answered with a connection error here (no traffic leaves the machine), and anything else is
-    a test failure: the guard let a non-public address through."""
+class LoopbackOnlySockets:
+    """The crawler's socket factory (aiohttp's `socket_factory`, which opens the socket of every
+    connection) for the hostile server: it sees the address each connection really goes to.
+    Connections to 127.0.0.1 go through; a public address the guard passed is answered with a
+    connection error here (no traffic leaves the machine), and anything else is a test failure:
+    the guard let a non-public address through."""
 
     def __init__(self) -> None:
-        super().__init__(verify=False)  # plain http on loopback; no CA bundle to load per example
         self.hosts: list[str] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
+    def __call__(self, addr_info: AddrInfoType) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        host = str(address[0])
         self.hosts.append(host)
         if host == "127.0.0.1":
-            return await super().handle_async_request(request)
+            return socket.socket(family, kind, proto)
         if oracle_non_public(ipaddress.ip_address(host)):
-            raise AssertionError(f"the guard let a connection to {request.url} through")
-        raise httpx.ConnectError("tests connect to loopback only", request=request)
-
-
-def loopback_client(transport: LoopbackOnlyTransport, timeout_seconds: float) -> httpx.AsyncClient:
-    """A client configured as the crawler's own (build_http_client) on `transport`."""
-    return httpx.AsyncClient(
-        transport=transport, timeout=timeout_seconds, follow_redirects=False, trust_env=False
-    )
+            raise AssertionError(f"the guard let a connection to {host} through")
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "tests connect to loopback only")

@@ -7,9 +7,8 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
-import httpx
-
 from learning_platform.crawler.fetch import Crawler, CrawlPolicy, Page, PageUnavailableError
+from tests.address_oracle import LoopbackOnlySockets
 
 CAP = 200_000
 DEADLINE = 2.0
@@ -33,15 +32,18 @@ async def loopback_dns(host: str, port: int) -> list[str]:
     return TEST_DNS[host]
 
 
-def hostile_crawler(http: httpx.AsyncClient, max_redirects: int = 3) -> Crawler:
-    """A crawler that may read 127.0.0.1 (the hostile server) but nothing else private."""
+def hostile_crawler(sockets: LoopbackOnlySockets, max_redirects: int = 3) -> Crawler:
+    """A crawler that may read 127.0.0.1 (the hostile server) but nothing else private, and
+    connects through `sockets` only."""
     policy = CrawlPolicy(
         allowed_hosts=frozenset({"127.0.0.1"}),
         max_bytes=CAP,
         max_redirects=max_redirects,
         fetch_deadline_seconds=DEADLINE,
+        # A per-read timeout longer than the deadline: the deadline, not it, must end slow pages.
+        timeout_seconds=DEADLINE * 3,
     )
-    return Crawler(http, policy, resolver=loopback_dns)
+    return Crawler(policy, resolver=loopback_dns, socket_factory=sockets)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ async def fetch_costed(crawler: Crawler, url: str) -> Cost:
     return Cost(time.monotonic() - started, peak, page, error)
 
 
-async def warm_up(http: httpx.AsyncClient, url: str) -> None:
-    """One fetch, so one-time lazy initialisation (imports inside httpx and httpcore, the first
-    connection) is not counted against the first class measured."""
+async def warm_up(crawler: Crawler, url: str) -> None:
+    """One fetch, so one-time lazy initialisation (imports inside aiohttp, the crawler's
+    connection pool, the first connection) is not counted against the first class measured."""
     with contextlib.suppress(PageUnavailableError):
-        await hostile_crawler(http).fetch(url)
+        await crawler.fetch(url)

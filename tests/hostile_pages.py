@@ -38,6 +38,8 @@ class Reply:
     slow_head: bool = False
     endless: bool = False
     """Send `body` again and again until the client goes away."""
+    pause_after_head: float = 0.0
+    """A pause between the head and the body, so they reach the client in separate reads."""
 
 
 def head(status: str = "200 OK", *headers: str, content_type: str = "text/html") -> bytes:
@@ -187,6 +189,9 @@ async def _answer(
             await asyncio.sleep(reply.pause_seconds)
     else:
         writer.write(reply.head)
+    if reply.pause_after_head:
+        await writer.drain()
+        await asyncio.sleep(reply.pause_after_head)
     body = memoryview(reply.body)
     while True:
         for start in range(0, len(body), reply.piece_bytes):

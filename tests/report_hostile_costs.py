@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from contextlib import aclosing
 
-from tests.address_oracle import LoopbackOnlyTransport, loopback_client
-from tests.crawler_costs import DEADLINE, fetch_costed, hostile_crawler, warm_up
+from tests.address_oracle import LoopbackOnlySockets
+from tests.crawler_costs import fetch_costed, hostile_crawler, warm_up
 from tests.hostile_pages import hostile_server
 from tests.test_crawler_hostile import HOSTILE
 
 
 async def report(selected: str) -> None:
     with hostile_server() as server:
-        async with loopback_client(LoopbackOnlyTransport(), DEADLINE * 3) as http:
-            await warm_up(http, server.reserve())
+        async with aclosing(hostile_crawler(LoopbackOnlySockets())) as crawler:
+            await warm_up(crawler, server.reserve())
             for name, (build, _) in HOSTILE.items():
                 if selected.lower() not in name.lower():
                     continue
-                cost = await fetch_costed(hostile_crawler(http), build(server))
+                cost = await fetch_costed(crawler, build(server))
                 outcome = "read" if cost.page else cost.reason
                 print(
                     f"| {name} | {outcome[:90]} | {cost.seconds:.2f} s "

@@ -67,7 +67,7 @@ def hostile_pages(server: HostileServer) -> dict[str, str]:
         ),
         redirect("http://[::1"): "could not fetch the page",
         redirect("http://127.0.0.1:99999/"): "not a TCP port",
-        redirect("http://xn--/"): "could not fetch the page (IDNAError",
+        redirect("http://xn--/"): "could not fetch the page (UnicodeError",
         redirect("http://[2002:a9fe:a9fe::]/latest/meta-data/"): "non-public address",
         server.add(
             Reply(head("200 OK", "Content-Length: 9999"), b"<p>" * 3333, 1, pause_seconds=0.5)

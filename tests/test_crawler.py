@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 
-import httpx
 import pytest
 
 from learning_platform.crawler.fetch import (
@@ -12,7 +12,6 @@ from learning_platform.crawler.fetch import (
     CrawlPolicy,
     PageUnavailableError,
     UnsafeUrlError,
-    build_http_client,
     system_resolver,
 )
 from tests.pages_server import serving_pages
@@ -31,32 +30,35 @@ def pages() -> Iterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(5) as client:
-        yield client
+async def opened() -> AsyncIterator[AsyncExitStack]:
+    """Closes the crawlers (their connection pools) a test made."""
+    async with AsyncExitStack() as stack:
+        yield stack
 
 
-def crawler(http: httpx.AsyncClient, *allowed: str, max_bytes: int = 200_000) -> Crawler:
-    policy = CrawlPolicy(allowed_hosts=frozenset(allowed), max_bytes=max_bytes, max_redirects=3)
-    return Crawler(http, policy, resolver=fake_dns)
+def crawler(opened: AsyncExitStack, *allowed: str, max_bytes: int = 200_000) -> Crawler:
+    policy = CrawlPolicy(
+        allowed_hosts=frozenset(allowed), max_bytes=max_bytes, max_redirects=3, timeout_seconds=5
+    )
+    made = Crawler(policy, resolver=fake_dns)
+    opened.push_async_callback(made.aclose)
+    return made
 
 
-async def test_extracts_the_article_not_the_boilerplate(
-    pages: str, http: httpx.AsyncClient
-) -> None:
-    page = await crawler(http, "127.0.0.1").fetch(f"{pages}/article/1")
+async def test_extracts_the_article_not_the_boilerplate(pages: str, opened: AsyncExitStack) -> None:
+    page = await crawler(opened, "127.0.0.1").fetch(f"{pages}/article/1")
     assert page.title.startswith("Forgetting curve")
     assert "memory decays fast without any review" in page.text
     assert "cookie banner" not in page.text and "Login" not in page.text
 
 
 async def test_follows_a_redirect_chain_within_the_limit(
-    pages: str, http: httpx.AsyncClient
+    pages: str, opened: AsyncExitStack
 ) -> None:
-    page = await crawler(http, "127.0.0.1").fetch(f"{pages}/redirect/3")
+    page = await crawler(opened, "127.0.0.1").fetch(f"{pages}/redirect/3")
     assert page.url.endswith("/article/0")
     with pytest.raises(PageUnavailableError, match="more than 3 redirects"):
-        await crawler(http, "127.0.0.1").fetch(f"{pages}/redirect/5")
+        await crawler(opened, "127.0.0.1").fetch(f"{pages}/redirect/5")
 
 
 @pytest.mark.parametrize(
@@ -69,10 +71,10 @@ async def test_follows_a_redirect_chain_within_the_limit(
     ],
 )
 async def test_unreadable_pages_say_why(
-    pages: str, http: httpx.AsyncClient, path: str, reason: str
+    pages: str, opened: AsyncExitStack, path: str, reason: str
 ) -> None:
     with pytest.raises(PageUnavailableError, match=reason):
-        await crawler(http, "127.0.0.1").fetch(pages + path)
+        await crawler(opened, "127.0.0.1").fetch(pages + path)
 
 
 @pytest.mark.parametrize(
@@ -89,9 +91,9 @@ async def test_unreadable_pages_say_why(
         "http://dual.example/",
     ],
 )
-async def test_ssrf_guard_refuses_non_public_addresses(http: httpx.AsyncClient, url: str) -> None:
+async def test_ssrf_guard_refuses_non_public_addresses(opened: AsyncExitStack, url: str) -> None:
     with pytest.raises(UnsafeUrlError, match="non-public address"):
-        await crawler(http).fetch(url)
+        await crawler(opened).fetch(url)
 
 
 @pytest.mark.parametrize(
@@ -103,17 +105,17 @@ async def test_ssrf_guard_refuses_non_public_addresses(http: httpx.AsyncClient, 
     ],
 )
 async def test_ssrf_guard_refuses_schemes_and_credentials(
-    http: httpx.AsyncClient, url: str, reason: str
+    opened: AsyncExitStack, url: str, reason: str
 ) -> None:
     with pytest.raises(UnsafeUrlError, match=reason):
-        await crawler(http).fetch(url)
+        await crawler(opened).fetch(url)
 
 
-async def test_every_redirect_hop_is_checked(pages: str, http: httpx.AsyncClient) -> None:
+async def test_every_redirect_hop_is_checked(pages: str, opened: AsyncExitStack) -> None:
     # `localhost` stands in for a public site: it is allowed, its redirect targets are not.
     start = pages.replace("127.0.0.1", "localhost")
     for target in ("http://10.0.0.1/", "http://169.254.169.254/", f"{pages}/article/0"):
         with pytest.raises(UnsafeUrlError, match="non-public"):
-            await crawler(http, "localhost").fetch(f"{start}/to?url={target}")
-    page = await crawler(http, "localhost").fetch(f"{start}/to?url=/article/2")
+            await crawler(opened, "localhost").fetch(f"{start}/to?url={target}")
+    page = await crawler(opened, "localhost").fetch(f"{start}/to?url=/article/2")
     assert "retrieval practice" in page.text

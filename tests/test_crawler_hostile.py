@@ -8,12 +8,12 @@ import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 
-import httpx
 import pytest
 
 from learning_platform.crawler.fetch import Crawler, CrawlPolicy
-from tests.address_oracle import LoopbackOnlyTransport, loopback_client
+from tests.address_oracle import LoopbackOnlySockets
 from tests.crawler_costs import (
     CAP,
     DEADLINE,
@@ -45,11 +45,10 @@ def server() -> Iterator[HostileServer]:
 
 
 @pytest.fixture
-async def http(server: HostileServer) -> AsyncIterator[httpx.AsyncClient]:
-    # A per-read timeout longer than the deadline: the deadline, not it, must end slow pages.
-    async with loopback_client(LoopbackOnlyTransport(), DEADLINE * 3) as client:
-        await warm_up(client, server.reserve())
-        yield client
+async def crawler(server: HostileServer) -> AsyncIterator[Crawler]:
+    async with aclosing(hostile_crawler(LoopbackOnlySockets())) as made:
+        await warm_up(made, server.reserve())
+        yield made
 
 
 def _redirect(location: str) -> Callable[[HostileServer], str]:
@@ -74,8 +73,11 @@ def _raw(
     pause_seconds: float = 0.0,
     slow_head: bool = False,
     endless: bool = False,
+    pause_after_head: float = 0.0,
 ) -> Callable[[HostileServer], str]:
-    reply = Reply(head_bytes, body, piece_bytes, pause_seconds, slow_head, endless)
+    reply = Reply(
+        head_bytes, body, piece_bytes, pause_seconds, slow_head, endless, pause_after_head
+    )
     return lambda s: s.add(reply)
 
 
@@ -162,6 +164,15 @@ HOSTILE = {
         _raw(head("200 OK", "Transfer-Encoding: chunked"), b"zz\r\nhello\r\n0\r\n\r\n"),
         "could not fetch the page",
     ),
+    # aiohttp's C parser dropped the body's stream without an error on this (fetch.py)
+    "chunked, bogus size after the head": (
+        _raw(
+            head("200 OK", "Transfer-Encoding: chunked"),
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            pause_after_head=0.2,
+        ),
+        "could not fetch the page",
+    ),
     "content-length larger than the body": (
         _raw(head("200 OK", "Content-Length: 5000"), readable_html()[:100]),
         "could not fetch the page",
@@ -202,10 +213,10 @@ HOSTILE = {
 
 @pytest.mark.parametrize(("build", "reason"), HOSTILE.values(), ids=HOSTILE.keys())
 async def test_hostile_page_fails_with_a_reason_in_bounded_time_and_memory(
-    server: HostileServer, http: httpx.AsyncClient, build: Callable[[HostileServer], str],
+    server: HostileServer, crawler: Crawler, build: Callable[[HostileServer], str],
     reason: str,
 ) -> None:  # fmt: skip
-    cost = await fetch_costed(hostile_crawler(http), build(server))
+    cost = await fetch_costed(crawler, build(server))
 
     assert cost.error is not None, f"expected a failure, got {cost.page}"
     assert re.search(reason, cost.reason), cost.reason
@@ -249,9 +260,9 @@ READABLE = {
 
 @pytest.mark.parametrize("reply", READABLE.values(), ids=READABLE.keys())
 async def test_odd_but_honest_pages_are_read(
-    server: HostileServer, http: httpx.AsyncClient, reply: Reply
+    server: HostileServer, crawler: Crawler, reply: Reply
 ) -> None:
-    cost = await fetch_costed(hostile_crawler(http), server.add(reply))
+    cost = await fetch_costed(crawler, server.add(reply))
 
     assert cost.page is not None, cost.reason
     assert "Spaced repetition lets students remember" in cost.page.text
@@ -259,13 +270,13 @@ async def test_odd_but_honest_pages_are_read(
 
 
 async def test_a_punycode_charset_costs_no_more_than_utf8(
-    server: HostileServer, http: httpx.AsyncClient
+    server: HostileServer, crawler: Crawler
 ) -> None:
     # Python's punycode decoder is quadratic: 200 KB took seconds of CPU no deadline can cut
     # (the decode never yields to the event loop), so only web encodings are honoured.
     body = readable_html() + b"a" * (CAP - 2_000)
     cost = await fetch_costed(
-        hostile_crawler(http),
+        crawler,
         server.add(html_reply(body, content_type="text/html; charset=punycode")),
     )
     assert cost.page is not None, cost.reason
@@ -273,7 +284,7 @@ async def test_a_punycode_charset_costs_no_more_than_utf8(
 
 
 async def test_extraction_reads_only_the_start_of_a_page_of_countless_paragraphs(
-    server: HostileServer, http: httpx.AsyncClient
+    server: HostileServer,
 ) -> None:
     # Extraction is superlinear in elements and cannot be cut by the deadline (a thread):
     # 2 MB of short paragraphs would take minutes; its first 100,000 characters take a second.
@@ -281,8 +292,9 @@ async def test_extraction_reads_only_the_start_of_a_page_of_countless_paragraphs
     policy = CrawlPolicy(
         allowed_hosts=frozenset({"127.0.0.1"}), max_bytes=len(paragraphs), max_extract_chars=100_000
     )
-    crawler = Crawler(http, policy, resolver=loopback_dns)
-    started = time.monotonic()
-    page = await crawler.fetch(server.add(html_reply(paragraphs)))
+    made = Crawler(policy, resolver=loopback_dns, socket_factory=LoopbackOnlySockets())
+    async with aclosing(made) as crawler:
+        started = time.monotonic()
+        page = await crawler.fetch(server.add(html_reply(paragraphs)))
     assert 50_000 < len(page.text) < 100_000
     assert time.monotonic() - started < 10

@@ -8,12 +8,13 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
+from contextlib import aclosing
 
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tests.address_oracle import LoopbackOnlyTransport, loopback_client
+from tests.address_oracle import LoopbackOnlySockets
 from tests.crawler_costs import DEADLINE, MEMORY_BOUND, SLACK, fetch_costed, hostile_crawler
 from tests.hostile_pages import HostileServer, Reply, hostile_server, readable_html, zeros_gzip
 
@@ -107,9 +108,9 @@ reply = st.builds(
 async def test_no_generated_response_escapes_the_page_failure_or_its_bounds(
     server: HostileServer, reply: Reply
 ) -> None:
-    transport = LoopbackOnlyTransport()
-    async with loopback_client(transport, DEADLINE * 3) as http:
-        cost = await fetch_costed(hostile_crawler(http), server.add(reply))
+    transport = LoopbackOnlySockets()  # where every connection goes
+    async with aclosing(hostile_crawler(transport)) as crawler:
+        cost = await fetch_costed(crawler, server.add(reply))
 
     event("read" if cost.page else cost.reason.split("(")[0][:40])
     assert cost.seconds < DEADLINE + SLACK

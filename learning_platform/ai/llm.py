@@ -4,11 +4,11 @@ One POST to `{base_url}/chat/completions` per request over an `aiohttp` connecti
 there are no retries here: Temporal retries the activity instead, with the backoff and
 `Retry-After` that `activities.llm_errors` derives from the errors raised here.
 
-Why not the `openai` SDK or `httpx` (the crawler's client): per request, measured with 16
-requests in flight (bench/ai_processing, docs/benchmarks.md), the SDK took ≈ 5 ms of CPU
-(typed-dict transforms of the request, Pydantic models of the response, on httpx), httpx alone
-2.6 to 3.9 ms (its pool checks every idle connection's socket on every request), aiohttp 0.75 ms.
-The worker makes one request per page, so this was a fifth of its CPU.
+Why not the `openai` SDK or `httpx`: per request, measured with 16 requests in flight
+(bench/ai_processing, docs/benchmarks.md), the SDK took ≈ 5 ms of CPU (typed-dict transforms of
+the request, Pydantic models of the response, on httpx), httpx alone 2.6 to 3.9 ms (its pool
+checks every idle connection's socket on every request), aiohttp 0.75 ms. The worker makes one
+request per page, so this was a fifth of its CPU (the crawler left httpx for the same reason).
 """
 
 from __future__ import annotations

