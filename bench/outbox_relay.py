@@ -32,6 +32,7 @@ from learning_platform.jobs.outbox_relay.queries import (
     relay_batch,
     set_relay_partitions,
 )
+from worker import run_event_loop
 from workflows.outbox_relay import OutboxRelay
 
 # Bench-only: when each event was handled — the relay's commit, where its DELETE and the
@@ -280,8 +281,14 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", default="1,2,4", help="relay counts, comma-separated")
+    parser.add_argument(
+        "--loop",
+        choices=("worker", "asyncio"),
+        default="worker",
+        help="the worker's event loop (uvloop where installed, as deployed) or asyncio's",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.partitions.split(",")]
-    exits_without_teardown(asyncio.run)(
+    exits_without_teardown(run_event_loop if args.loop == "worker" else asyncio.run)(
         main(args.rate, args.seconds, args.backlog, args.users, args.batch_size, counts)
     )

@@ -28,6 +28,7 @@ from learning_platform.core.database import create_engine
 from learning_platform.jobs.learn_stats.queries import LEARNING_RECORDED
 from learning_platform.jobs.outbox_relay.queries import RetryPolicy, relay_batch
 from learning_platform.migrations import upgrade
+from worker import run_event_loop
 
 
 async def nothing(*_: object) -> None:
@@ -77,7 +78,13 @@ if __name__ == "__main__":
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--loop",
+        choices=("worker", "asyncio"),
+        default="worker",
+        help="the worker's event loop (uvloop where installed, as deployed) or asyncio's",
+    )
     args = parser.parse_args()
-    exits_without_teardown(asyncio.run)(
+    exits_without_teardown(run_event_loop if args.loop == "worker" else asyncio.run)(
         main(args.rounds, args.backlog, args.users, args.batch_size)
     )
