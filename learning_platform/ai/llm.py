@@ -13,7 +13,6 @@ request per page, so this was a fifth of its CPU (the crawler left httpx for the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from learning_platform.core.errors import ServiceError
+from learning_platform.core.http_sessions import LoopSession
 from learning_platform.core.settings import Settings
 from learning_platform.core.tracing import TRACER
 from learning_platform.jobs.contracts import TokenUsage
@@ -79,8 +79,7 @@ class LlmServer:
 
 
 class _Connections:
-    """One aiohttp session (its connection pool) per event loop: a session is bound to the loop
-    it was made in, and `build_llm` may run before any loop does."""
+    """The endpoint, its proxy and its connection pool (one aiohttp session per event loop)."""
 
     def __init__(self, server: LlmServer) -> None:
         self.url = server.base_url.rstrip("/") + "/chat/completions"
@@ -94,23 +93,9 @@ class _Connections:
         self._timeout = aiohttp.ClientTimeout(
             total=server.timeout_seconds, connect=server.connect_timeout_seconds
         )
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-            self._loop = loop
-        return self._session
-
-    @property
-    def is_closed(self) -> bool:
-        return self._session is None or self._session.closed
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.pool = LoopSession(
+            lambda: aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        )
 
 
 class JsonLlm:
@@ -122,11 +107,11 @@ class JsonLlm:
     @property
     def is_closed(self) -> bool:
         """No connection pool is open (none yet, or closed)."""
-        return self._connections.is_closed
+        return self._connections.pool.is_closed
 
     async def aclose(self) -> None:
         """Close the connection pool (a later request opens a new one); as httpx's `aclose`."""
-        await self._connections.close()
+        await self._connections.pool.close()
 
     async def complete_json(
         self,
@@ -199,7 +184,7 @@ class JsonLlm:
             },
         }
         try:
-            async with self._connections.session().post(
+            async with self._connections.pool.get().post(
                 self._connections.url,
                 data=json.dumps(body),
                 headers=_JSON,

@@ -50,6 +50,7 @@ from aiohttp.connector import SocketFactoryType
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
+from learning_platform.core.http_sessions import LoopSession
 from learning_platform.crawler.errors import PageUnavailableError as PageUnavailableError
 from learning_platform.crawler.errors import UnsafeUrlError as UnsafeUrlError
 from learning_platform.crawler.page_body import ACCEPT_ENCODING, body_text, read_capped
@@ -136,18 +137,16 @@ class Crawler:
         self._policy = policy
         self._resolve = resolver
         self._socket_factory = socket_factory
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connections = LoopSession(self._new_session)
 
     @property
     def is_closed(self) -> bool:
         """No connection pool is open (none yet, or closed)."""
-        return self._session is None or self._session.closed
+        return self._connections.is_closed
 
     async def aclose(self) -> None:
         """Close the connection pool (a later fetch opens a new one)."""
-        if self._session is not None:
-            await self._session.close()
+        await self._connections.close()
 
     async def fetch(self, url: str) -> Page:
         """The page's title and main text; PageUnavailableError says why not."""
@@ -183,7 +182,7 @@ class Crawler:
             raise PageUnavailableError(f"could not fetch the page ({_describe(exc)})") from exc
 
     async def _follow(self, url: str) -> PageHtml:
-        session = self._connections()
+        session = self._connections.get()
         current = _parse_url(url)
         for _ in range(self._policy.max_redirects + 1):
             target = await self.checked_target(current)
@@ -259,37 +258,31 @@ class Crawler:
             stop_watching()
         return PageHtml(url, status, body_text(body, response.charset))
 
-    def _connections(self) -> aiohttp.ClientSession:
-        """The pool, made in (and bound to) the running loop; the crawler may be built before
-        any loop runs."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            policy = self._policy
-            connector = aiohttp.TCPConnector(
-                limit=_MAX_CONNECTIONS,
-                limit_per_host=_MAX_CONNECTIONS_PER_HOST,
-                use_dns_cache=False,
-                resolver=_AllowedHostsResolver(policy.allowed_hosts, self._resolve),
-                socket_factory=self._socket_factory,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": policy.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=policy.timeout_seconds,
-                    sock_read=policy.timeout_seconds,
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                read_bufsize=_READ_BUFFER,
-                max_line_size=_MAX_LINE,
-                max_field_size=_MAX_LINE,
-                max_headers=_MAX_HEADERS,
-                trust_env=False,
-            )
-            self._loop = loop
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        policy = self._policy
+        connector = aiohttp.TCPConnector(
+            limit=_MAX_CONNECTIONS,
+            limit_per_host=_MAX_CONNECTIONS_PER_HOST,
+            use_dns_cache=False,
+            resolver=_AllowedHostsResolver(policy.allowed_hosts, self._resolve),
+            socket_factory=self._socket_factory,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": policy.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=policy.timeout_seconds,
+                sock_read=policy.timeout_seconds,
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            read_bufsize=_READ_BUFFER,
+            max_line_size=_MAX_LINE,
+            max_field_size=_MAX_LINE,
+            max_headers=_MAX_HEADERS,
+            trust_env=False,
+        )
 
 
 class _AllowedHostsResolver(AbstractResolver):
